@@ -29,7 +29,7 @@ class Settings:
     data_dir: str = field(default_factory=lambda: platformdirs.user_data_dir(APP_NAME, appauthor=False))
     # "imagenet" (Keras cache / download / bundled copy), "random" (tests and demos only), or a .h5 path
     weights: str = "imagenet"
-    descriptor: str = "gem"  # used when a new index is created; an existing index keeps its own
+    descriptor: str | None = None  # None: an existing index's own, "gem" for a new one
     batch_size: int = 16
     es_url: str = "http://127.0.0.1:9200"
     es_index: str = "image-search"
@@ -50,7 +50,7 @@ class Settings:
     def validate(self) -> Settings:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.descriptor not in DESCRIPTORS:
+        if self.descriptor is not None and self.descriptor not in DESCRIPTORS:
             raise ConfigError(f"unknown descriptor {self.descriptor!r}; choose one of {', '.join(DESCRIPTORS)}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")

@@ -1,0 +1,228 @@
+"""Command-line front end: `image-search [global options] COMMAND ...` (no command opens the desktop app)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+
+from core import __version__
+from core.config import BACKENDS, DESCRIPTORS, ConfigError, Settings
+from core.images import ImageError
+from core.model import WeightsError
+from core.store import SearchFilter, StoreError
+
+USER_ERRORS = (ConfigError, StoreError, WeightsError, ImageError, LookupError)
+
+
+def global_options() -> argparse.ArgumentParser:
+    """Options accepted before or after the command; each also has an IMAGE_SEARCH_* variable."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("index and model (also IMAGE_SEARCH_<NAME> environment variables)")
+    S = argparse.SUPPRESS
+    g.add_argument("--backend", choices=BACKENDS, default=S, help="index backend (default: embedded)")
+    g.add_argument("--data-dir", default=S, help="folder of the embedded index (default: the user data folder)")
+    g.add_argument("--weights", default=S, help="'imagenet' (default), a VGG16 .h5 file, or 'random' (tests only)")
+    g.add_argument("--descriptor", choices=DESCRIPTORS, default=S, help="for a new index (default: gem)")
+    g.add_argument("--batch-size", type=int, default=S, help="images per VGG16 batch (default: 16)")
+    g.add_argument("--es-url", default=S, help="Elasticsearch URL (default: http://127.0.0.1:9200)")
+    g.add_argument("--es-index", default=S, help="Elasticsearch index alias (default: image-search)")
+    g.add_argument("--es-api-key", default=S)
+    g.add_argument("--es-username", default=S)
+    g.add_argument("--es-password", default=S)
+    g.add_argument("--es-ca-certs", default=S, help="CA certificate file for an https Elasticsearch")
+    g.add_argument("--config", default=S, help="TOML config file (default: the user config folder)")
+    return p
+
+
+def search_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    p.add_argument("--min-score", type=float, help="only results at least this similar (-1..1)")
+    p.add_argument("--max-score", type=float, help="only results at most this similar (-1..1)")
+    p.add_argument("--text", help="only files whose name or folder contains every one of these words")
+    p.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = global_options()
+    parser = argparse.ArgumentParser(
+        prog="image-search", parents=[common],
+        description="Find visually similar images in your collection (VGG16 descriptors). "
+        "Without a command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"image-search {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("index", parents=[common], help="add or update folders (incremental)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("search", parents=[common, search_options()], help="search with image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("similar", parents=[common, search_options()], help="search from an indexed image")
+    p.add_argument("ref", metavar="ID_OR_PATH")
+    p = sub.add_parser("duplicates", parents=[common], help="groups of near-duplicate images")
+    p.add_argument("--threshold", type=float, default=0.95, help="minimum similarity (default: 0.95)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("remove", parents=[common], help="forget the images under folders")
+    p.add_argument("paths", nargs="+", metavar="FOLDER")
+    p = sub.add_parser("info", parents=[common], help="backend, image count, model, data location")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("serve", parents=[common], help="run the HTTP API and web page (headless)")
+    p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: 5000)")
+    p.add_argument("--token", help="bearer token required by /api (needed when binding beyond loopback)")
+    sub.add_parser("gui", parents=[common], help="open the desktop app (the default)")
+    return parser
+
+
+SETTING_ARGS = ("backend", "data_dir", "weights", "descriptor", "batch_size", "es_url", "es_index",
+                "es_api_key", "es_username", "es_password", "es_ca_certs")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name) for name in SETTING_ARGS if hasattr(args, name)}
+    if args.command == "serve":
+        overrides.update(api_host=args.host, api_port=args.port, api_token=args.token)
+    return Settings.load(overrides, config_file=getattr(args, "config", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in (None, "gui"):
+        from desktop.app import (
+            run as run_gui,  # Qt is imported only for the desktop app
+        )
+
+        return run_gui(args)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            from core.api import serve
+
+            return serve(settings)
+        from core.engine import Engine
+
+        engine = Engine(settings)
+        try:
+            return COMMANDS[args.command](engine, args)
+        finally:
+            engine.close()
+    except USER_ERRORS as exc:
+        print(f"image-search: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("image-search: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_index(engine, args) -> int:
+    cancel = threading.Event()
+    bar = ProgressBar()
+    try:
+        report = engine.index(args.paths, progress=bar.update, cancel=cancel)
+    except KeyboardInterrupt:
+        # Everything committed so far stays; a re-run resumes from there.
+        print("\nimage-search: interrupted; images indexed so far are kept", file=sys.stderr)
+        return 130
+    bar.close()
+    if args.json:
+        print(json.dumps({**report.to_dict(), "count": engine.store.count()}))
+    else:
+        for path, reason in report.skipped:
+            print(f"skipped {path!r}: {reason}")
+        print(report.summary() + f"; {engine.store.count()} images in the index")
+    return 0
+
+
+def cmd_search(engine, args) -> int:
+    status = 0
+    for image in args.images:
+        try:
+            hits = engine.search(image, args.k, search_filter(args))
+        except ImageError as exc:
+            print(f"image-search: error: {image}: {exc.reason}", file=sys.stderr)
+            status = 1
+            continue
+        print_hits(image, hits, args.json)
+    return status
+
+
+def cmd_similar(engine, args) -> int:
+    print_hits(args.ref, engine.similar(args.ref, args.k, search_filter(args)), args.json)
+    return 0
+
+
+def cmd_duplicates(engine, args) -> int:
+    groups = engine.duplicates(args.threshold)
+    if args.json:
+        print(json.dumps({"threshold": args.threshold,
+                          "groups": [[{"id": r.id, "path": r.path} for r in g] for g in groups]}))
+    else:
+        for n, group in enumerate(groups, 1):
+            print(f"group {n} ({len(group)} images):")
+            for record in group:
+                print(f"  {record.path}")
+        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold})")
+    return 0
+
+
+def cmd_remove(engine, args) -> int:
+    removed = sum(engine.remove_folder(path) for path in args.paths)
+    print(f"{removed} images removed from the index")
+    return 0
+
+
+def cmd_info(engine, args) -> int:
+    info = engine.info()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key in ("backend", "count", "model_label", "weights", "location", "version"):
+            print(f"{key:>11}: {info[key]}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "duplicates": cmd_duplicates,
+            "remove": cmd_remove, "info": cmd_info}
+
+
+def search_filter(args) -> SearchFilter:
+    return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text)
+
+
+def print_hits(query: str, hits, as_json: bool) -> None:
+    if as_json:
+        results = [{"id": h.record.id, "path": h.record.path, "score": round(h.score, 6)} for h in hits]
+        print(json.dumps({"query": query, "results": results}), flush=True)
+        return
+    print(f"{query}:")
+    for hit in hits:
+        print(f"  {hit.score:7.4f}  {hit.record.path}")
+    if not hits:
+        print("  (no results)")
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self):
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, p) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and p.done < p.total):
+            return
+        self.last = now
+        width = 30
+        filled = int(width * p.done / max(p.total, 1))
+        eta = f"ETA {p.eta_s:4.0f} s" if p.eta_s is not None else ""
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {eta}  ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\n")

@@ -1,0 +1,209 @@
+"""VGG16 descriptors. TensorFlow is imported only when an Extractor is built.
+
+Descriptors (chosen per index):
+- gem: block5_conv3 activations, GeM pooling (p=3), L2-normalised, 512-d. Pooled conv features
+  retrieve far better than fully connected ones and are 8x smaller.
+- fc1: the original project's 4096-d fc1 output, L2-normalised.
+Both see the whole image resized to 224x224 with Keras' caffe preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.store.base import ModelIdentity
+
+INPUT_SIZE = (224, 224)
+DESCRIPTOR_DIMS = {"gem": 512, "fc1": 4096}
+GEM_P = 3.0
+VGG_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+RANDOM_SEED = 0
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+# Keras' published files and MD5s (keras.applications.vgg16).
+FULL_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+KERAS_MD5 = {FULL_FILE: "64373286793e3c8b2b4e3219cbf3544b", NOTOP_FILE: "6d6bbae143d832006294945121d1f1fc"}
+
+
+class WeightsError(Exception):
+    """The VGG16 weights cannot be had. The message says where we looked and how to fix it."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    spec: str  # what the user asked for: "imagenet", "random" or a path
+    weights_id: str  # goes into the ModelIdentity
+    path: Path | None  # an .h5 file to load; None for random, or imagenet still to be downloaded
+
+    def identity(self, descriptor: str) -> ModelIdentity:
+        return ModelIdentity(descriptor=descriptor, dims=DESCRIPTOR_DIMS[descriptor], weights=self.weights_id)
+
+
+def resolve_weights(spec: str, descriptor: str) -> WeightsSource:
+    """Where the weights for `descriptor` come from, without importing TensorFlow."""
+    if spec == "random":
+        return WeightsSource(spec, f"random-{RANDOM_SEED}", None)
+    if spec == "imagenet":
+        for path in imagenet_candidates(descriptor):
+            if path.is_file():
+                return WeightsSource(spec, "imagenet", path)
+        return WeightsSource(spec, "imagenet", None)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file not found: {path}. Give the path of a VGG16 .h5 weights file, "
+            "or 'imagenet' to use the Keras cache."
+        )
+    md5 = file_md5(path)
+    if md5 in KERAS_MD5.values():
+        return WeightsSource(spec, "imagenet", path)
+    return WeightsSource(spec, f"md5:{md5}", path)
+
+
+def imagenet_candidates(descriptor: str) -> list[Path]:
+    """Files that hold the ImageNet weights, best first: a bundled copy, then the Keras cache."""
+    names = [FULL_FILE] if descriptor == "fc1" else [NOTOP_FILE, FULL_FILE]
+    folders = [bundled_weights_dir(), keras_cache_dir()]
+    return [folder / name for folder in folders if folder for name in names]
+
+
+def bundled_weights_dir() -> Path | None:
+    """The installer puts weights in `weights/` beside the frozen app (or IMAGE_SEARCH_BUNDLED_WEIGHTS)."""
+    if os.environ.get("IMAGE_SEARCH_BUNDLED_WEIGHTS"):
+        return Path(os.environ["IMAGE_SEARCH_BUNDLED_WEIGHTS"])
+    if getattr(sys, "frozen", False):
+        return Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "weights"
+    return None
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+_md5_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_md5(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _md5_cache:
+        digest = hashlib.md5()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _md5_cache[key] = digest.hexdigest()
+    return _md5_cache[key]
+
+
+def to_model_pixels(image: Image.Image) -> np.ndarray:
+    """The 224x224x3 uint8 RGB array the network sees (whole image, antialiased resize)."""
+    return np.asarray(image.convert("RGB").resize(INPUT_SIZE, Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def preprocess(pixels: np.ndarray) -> np.ndarray:
+    """Keras' VGG16 preprocess_input (caffe mode): RGB->BGR, minus the ImageNet mean, no scaling."""
+    return pixels[..., ::-1].astype(np.float32) - VGG_MEAN_BGR
+
+
+def gem_pool(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
+    """Generalised-mean pooling over the spatial axes of (batch, h, w, channels) activations."""
+    clamped = np.maximum(features.astype(np.float64), 1e-6)
+    return np.mean(clamped**p, axis=(1, 2)) ** (1.0 / p)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Extractor:
+    """A built VGG16 that turns 224x224 RGB pixel batches into unit descriptors. Thread-safe."""
+
+    def __init__(self, descriptor: str, weights: WeightsSource, batch_size: int = 16):
+        if descriptor not in DESCRIPTOR_DIMS:
+            raise ValueError(f"unknown descriptor {descriptor!r}")
+        self.descriptor = descriptor
+        self.identity = weights.identity(descriptor)
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._forward = _build_forward(descriptor, weights)
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) uint8 -> (n, dims) float32 unit vectors, in batches of `batch_size`."""
+        if len(pixels) == 0:
+            return np.zeros((0, self.identity.dims), np.float32)
+        parts = []
+        with self._lock:
+            for start in range(0, len(pixels), self.batch_size):
+                raw = self._forward(preprocess(pixels[start : start + self.batch_size]))
+                parts.append(gem_pool(raw) if self.descriptor == "gem" else raw)
+        return l2_normalize(np.concatenate(parts))
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.embed(np.stack([to_model_pixels(img) for img in images]))
+
+
+def _build_forward(descriptor: str, weights: WeightsSource):
+    """A function from preprocessed float32 batches to fc1 or block5_conv3 activations (NumPy)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    path = weights.path
+    if weights.weights_id == "imagenet" and path is None:
+        path = _download_imagenet(descriptor)
+    full = descriptor == "fc1" or (path is not None and _has_top(path))
+    base = keras.applications.VGG16(include_top=full, weights=None, input_shape=(*INPUT_SIZE, 3))
+    if path is not None:
+        try:
+            base.load_weights(str(path))
+        except Exception as exc:  # Keras raises several types for a file of the wrong shape
+            raise WeightsError(f"{path} does not hold VGG16 weights ({'with' if full else 'without'} top): {exc}") from None
+    else:
+        _set_random_weights(base, RANDOM_SEED)
+    layer = "fc1" if descriptor == "fc1" else "block5_conv3"
+    model = keras.Model(base.input, base.get_layer(layer).output)
+    spec = tf.TensorSpec([None, *INPUT_SIZE, 3], tf.float32)
+    graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda batch: graph(tf.constant(batch)).numpy()
+
+
+def _has_top(path: Path) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return "fc1" in f.get("model_weights", f)
+
+
+def _download_imagenet(descriptor: str) -> Path:
+    import keras
+
+    name = FULL_FILE if descriptor == "fc1" else NOTOP_FILE
+    try:
+        return Path(keras.utils.get_file(name, KERAS_URL + name, cache_subdir="models", file_hash=KERAS_MD5[name]))
+    except Exception as exc:
+        raise WeightsError(
+            f"the VGG16 ImageNet weights are not on this computer and could not be downloaded ({exc}). "
+            f"Fix: download {KERAS_URL + name} and either put it in {keras_cache_dir()} or pass its path "
+            "with --weights PATH (or set IMAGE_SEARCH_WEIGHTS=PATH, or choose the file in Settings)."
+        ) from None
+
+
+def _set_random_weights(model, seed: int) -> None:
+    """Deterministic He-normal weights, identical in every process (for tests and demos only)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        params = layer.get_weights()
+        if not params:
+            continue
+        kernel, bias = params
+        std = np.sqrt(2.0 / np.prod(kernel.shape[:-1]))
+        layer.set_weights([(rng.standard_normal(kernel.shape, dtype=np.float32) * std), np.zeros_like(bias)])
