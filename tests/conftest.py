@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests use the explicit, deterministic `random` VGG16 weights (no downloads here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from core.config import Settings  # noqa: E402
+from tests.photos import write_photos  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """18 real photos as JPEG files (read-only for tests: copy before changing)."""
+    folder = tmp_path_factory.mktemp("photos")
+    write_photos(folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Embedded index in a fresh folder, random weights, no config file or environment leaking in."""
+    return Settings(data_dir=str(tmp_path / "data"), weights="random")
+
+
+@pytest.fixture(scope="session")
+def shared_extractor():
+    """One built gem extractor for the whole session (building VGG16 costs seconds)."""
+    from core.model import Extractor, resolve_weights
+
+    return Extractor("gem", resolve_weights("random", "gem"))
+
+
+@pytest.fixture
+def engine(settings, shared_extractor):
+    """An Engine on a fresh embedded index that reuses the session's extractor."""
+    from core.engine import Engine
+
+    engine = Engine(settings)
+    engine._extractor = shared_extractor
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """No IMAGE_SEARCH_* variables or user config file from the developer's machine."""
+    for name in list(os.environ):
+        if name.startswith("IMAGE_SEARCH_") and not name.startswith("IMAGE_SEARCH_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IMAGE_SEARCH_CONFIG", str(tmp_path / "no-config.toml"))
