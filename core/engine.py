@@ -39,7 +39,7 @@ class NotFound(LookupError):
 class Engine:
     """Thread-safe: the API thread and the desktop worker may share one Engine."""
 
-    def __init__(self, settings: Settings, store: VectorStore | None = None):
+    def __init__(self, settings: Settings, store: VectorStore | None = None, extractor: Extractor | None = None):
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         stored = self.store.identity
@@ -49,7 +49,9 @@ class Engine:
         self.identity: ModelIdentity = self.weights.identity(descriptor)
         if stored is not None and stored != self.identity:
             raise IdentityMismatch(mismatch_message(stored, self.identity, self.store.location()))
-        self._extractor: Extractor | None = None
+        if extractor is not None and extractor.identity != self.identity:
+            raise IdentityMismatch(f"extractor {extractor.identity.label()} != index {self.identity.label()}")
+        self._extractor = extractor  # built on first use when not given (tests share one)
         self._extractor_lock = threading.Lock()
 
     # -- the model --------------------------------------------------------------------------------

@@ -41,8 +41,7 @@ def engine(settings, shared_extractor):
     """An Engine on a fresh embedded index that reuses the session's extractor."""
     from core.engine import Engine
 
-    engine = Engine(settings)
-    engine._extractor = shared_extractor
+    engine = Engine(settings, extractor=shared_extractor)
     yield engine
     engine.close()
 
