@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,11 @@ class LoadedImage:
 
 def read_bytes(path: str | Path) -> bytes:
     """The file's bytes, or ImageError saying why they cannot be read."""
+    path = Path(path)
     try:
-        return Path(path).read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+            raise ImageError("is a folder, not a file" if path.is_dir() else "not a regular file")
+        return path.read_bytes()
     except IsADirectoryError:
         raise ImageError("is a folder, not a file") from None
     except PermissionError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def scan(roots: list[str | Path]) -> ScanResult:
             result.errors.append((path, f"cannot read file: {exc.strerror or exc}"))
             return
         seen_files.add(real)
+        if not stat.S_ISREG(st.st_mode):
+            result.errors.append((path, "not a regular file"))
+            return
         result.files.append(FileEntry(real, st.st_size, st.st_mtime_ns))
 
     for root in roots:
