@@ -166,7 +166,8 @@ def _build_forward(descriptor: str, weights: WeightsSource):
         try:
             base.load_weights(str(path))
         except Exception as exc:  # Keras raises several types for a file of the wrong shape
-            raise WeightsError(f"{path} does not hold VGG16 weights ({'with' if full else 'without'} top): {exc}") from None
+            kind = "with" if full else "without"
+            raise WeightsError(f"{path} does not hold VGG16 weights ({kind} the top layers): {exc}") from None
     else:
         _set_random_weights(base, RANDOM_SEED)
     layer = "fc1" if descriptor == "fc1" else "block5_conv3"

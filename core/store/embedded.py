@@ -155,7 +155,8 @@ class EmbeddedStore:
             best = candidates[np.argsort(-scores[candidates], kind="stable")]
             ids = [cache.ids[n] for n in best]
             records = self._many(ids)
-        return [Hit(records[i], float(np.clip(scores[n], -1.0, 1.0))) for i, n in zip(ids, best, strict=True) if i in records]
+        hits = zip(ids, best, strict=True)
+        return [Hit(records[i], float(np.clip(scores[n], -1.0, 1.0))) for i, n in hits if i in records]
 
     def near_pairs(self, threshold: float) -> Iterator[tuple[str, str, float]]:
         with self._lock:
