@@ -199,12 +199,19 @@ def _download_imagenet(descriptor: str) -> Path:
 
 
 def _set_random_weights(model, seed: int) -> None:
-    """Deterministic He-normal weights, identical in every process (for tests and demos only)."""
+    """Deterministic random weights, identical in every process (for tests and demos only).
+
+    He-scaled normal kernels with their mean removed per filter: plain He init makes every image's
+    descriptor nearly the same (pairwise cosine > 0.97 on real photos); zero-mean filters respond to
+    structure rather than brightness and spread them out (0.77-0.99), so tests can tell images apart.
+    """
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         params = layer.get_weights()
         if not params:
             continue
         kernel, bias = params
-        std = np.sqrt(2.0 / np.prod(kernel.shape[:-1]))
-        layer.set_weights([(rng.standard_normal(kernel.shape, dtype=np.float32) * std), np.zeros_like(bias)])
+        weights = rng.standard_normal(kernel.shape, dtype=np.float32)
+        weights -= weights.mean(axis=tuple(range(kernel.ndim - 1)), keepdims=True)
+        weights *= np.sqrt(2.0 / np.prod(kernel.shape[:-1]))
+        layer.set_weights([weights, np.zeros_like(bias)])

@@ -15,7 +15,8 @@ Choices, and why:
   the file name or the folder): a hidden keyword field `words` holds the casefolded name and folder, and
   each word becomes a `*word*` wildcard on it, inside the kNN `filter` so that k hits still come back.
 - Writes go through the bulk API with the document id as `_id` (re-running an ingest replaces, never
-  duplicates), with backoff on 429/5xx, and no refresh per batch: `finish()` refreshes once.
+  duplicates), with backoff on 429/5xx, and no refresh per batch: `finish()` refreshes once. So reads
+  other than `get` (a realtime lookup) see new writes after `finish()`, or the server's 1 s refresh.
 - Requires Elasticsearch 8.18 or newer (`rescore_vector`); the client is pinned to 8.x, which also talks
   to 9.x servers through their REST compatibility mode.
 """
@@ -180,7 +181,8 @@ class ElasticStore:
         with self._guard("read an image record"):
             try:
                 doc = self._es.get(index=self.alias, id=image_id, source_includes=list(RECORD_FIELDS))
-            except NotFoundError:  # no such document, or no index yet
+            except NotFoundError as exc:  # no such document, or no index yet
+                self._check_product(exc)
                 return None
         return _record(doc)
 
@@ -257,7 +259,8 @@ class ElasticStore:
         with self._guard("read the index identity"):
             try:
                 aliases = self._es.indices.get_alias(name=self.alias)
-            except NotFoundError:
+            except NotFoundError as exc:
+                self._check_product(exc)
                 return None
             if len(aliases) != 1:
                 raise StoreError(f"the Elasticsearch alias {self.alias!r} at {self.url} points to "
@@ -286,6 +289,12 @@ class ElasticStore:
                     raise
             self._writer.indices.update_aliases(actions=[{"add": {"index": name, "alias": self.alias,
                                                                   "is_write_index": True}}])
+
+    def _check_product(self, exc: ApiError) -> None:
+        """The client checks the product header on successes only; a proxy answering 404 is no index."""
+        if exc.meta.headers.get("x-elastic-product") != "Elasticsearch":
+            raise StoreError(f"the server at {self.url} is not Elasticsearch (it answered HTTP {exc.status_code} "
+                             "without Elasticsearch's product header)")
 
     def _knn_clause(self, query: list[float], k: int, filters: SearchFilter) -> dict[str, Any]:
         clause: dict[str, Any] = {
