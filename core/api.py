@@ -199,9 +199,17 @@ def guard_request() -> Response | None:
 def check_token(token: bytes) -> None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # compare_digest takes time independent of where the strings differ: no timing oracle for the token.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), token):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(header_bytes(given.strip()), token):
         raise Unauthorized("send the server's token as 'Authorization: Bearer <token>'",
                            www_authenticate=WWWAuthenticate("bearer", {"realm": "image-search"}))
+
+
+def header_bytes(value: str) -> bytes:
+    """The raw bytes of a header value: WSGI hands them over decoded as latin-1 (so UTF-8 tokens work)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def check_origin(context: ApiContext) -> None:

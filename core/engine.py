@@ -11,10 +11,9 @@ import numpy as np
 
 from core import __version__
 from core.config import Settings
-from core.images import ImageError, load_image
+from core.images import load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, run_index
 from core.model import (
-    DESCRIPTOR_DIMS,
     INPUT_SIZE,
     Extractor,
     resolve_weights,
@@ -149,5 +148,3 @@ class Engine:
     def close(self) -> None:
         self.store.close()
 
-
-__all__ = ["DESCRIPTOR_DIMS", "Engine", "ImageError", "NotFound"]
