@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hmac
 import ipaddress
 import json
@@ -27,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file, url_for
@@ -51,6 +51,9 @@ from core.images import ImageError, load_image
 from core.jobs import JobRegistry
 from core.model import WeightsError
 from core.store.base import Hit, IdentityMismatch, ImageRecord, SearchFilter, StoreError
+
+if TYPE_CHECKING:
+    from core.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class ServerStartError(RuntimeError):
 class ApiContext:
     """What the request handlers share; one per app, kept in app.extensions."""
 
-    engine: object  # core.engine.Engine (not imported here so that this module stays light to import)
+    engine: Engine
     settings: Settings
     jobs: JobRegistry
     thumbnails: ThumbnailCache
@@ -89,7 +92,7 @@ class ApiContext:
     openapi: dict
 
 
-def create_app(engine, settings: Settings) -> Flask:
+def create_app(engine: Engine, settings: Settings) -> Flask:
     """The Flask app for `engine`: the /api routes, the web page at /, and JSON errors everywhere."""
     app = Flask(__name__, static_folder=str(WEB_DIR), static_url_path="/static")
     upload_limit = int(settings.max_upload_mb * MB)
@@ -295,8 +298,10 @@ def json_body() -> dict:
         return {}
     try:
         body = json.loads(request.get_data(cache=True))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of more than 4300 digits
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is not usable JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object")
     return body
@@ -338,9 +343,13 @@ def float_field(fields: Mapping, name: str, low: float, high: float, default: fl
             raise BadRequest(f"'{name}' must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(f"'{name}' must be a number")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise BadRequest(f"'{name}' must be between {low:g} and {high:g}, got {value}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number) or not low <= number <= high:
+        raise BadRequest(f"'{name}' must be between {low:g} and {high:g}")
+    return number
 
 
 def search_params(fields: Mapping) -> tuple[int, SearchFilter]:
@@ -608,7 +617,7 @@ def load_openapi(settings: Settings) -> dict:
     spec["info"]["version"] = __version__
     # Tell clients whether this server wants the token (it checks it on every /api route when set).
     spec["security"] = [{"bearerAuth": []}] if settings.api_token else []
-    return copy.deepcopy(spec)
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -643,7 +652,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ApiServer:
     """The API served from a daemon thread: start() returns once listening, stop() returns within a second."""
 
-    def __init__(self, engine, settings: Settings, *, log_requests: bool = False):
+    def __init__(self, engine: Engine, settings: Settings, *, log_requests: bool = False):
         check_exposure(settings)
         self.engine = engine
         self.settings = settings
@@ -719,7 +728,8 @@ def serve(settings: Settings) -> int:
         print(f"image-search: error: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"Image search API and web page at {server.url}/ ({engine.store.count()} images; Ctrl-C to stop)",
           flush=True)
     threading.Thread(target=_warm_up, args=(engine,), name="model-warm-up", daemon=True).start()
@@ -735,7 +745,7 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _warm_up(engine) -> None:
+def _warm_up(engine: Engine) -> None:
     """Build the model now, so that the first search does not wait seconds for TensorFlow."""
     try:
         engine.extractor()

@@ -9,7 +9,7 @@ import threading
 import time
 
 from core import __version__
-from core.config import BACKENDS, DESCRIPTORS, ConfigError, Settings
+from core.config import BACKENDS, DESCRIPTORS, RUNTIMES, ConfigError, Settings
 from core.images import ImageError
 from core.model import WeightsError
 from core.store import SearchFilter, StoreError
@@ -27,6 +27,8 @@ def global_options() -> argparse.ArgumentParser:
     g.add_argument("--weights", default=S, help="'imagenet' (default), a VGG16 .h5 file, or 'random' (tests only)")
     g.add_argument("--descriptor", choices=DESCRIPTORS, default=S, help="for a new index (default: gem)")
     g.add_argument("--batch-size", type=int, default=S, help="images per VGG16 batch (default: 16)")
+    g.add_argument("--runtime", choices=RUNTIMES, default=S,
+                   help="run VGG16 on onnxruntime or tensorflow (default: auto, onnxruntime when installed)")
     g.add_argument("--es-url", default=S, help="Elasticsearch URL (default: http://127.0.0.1:9200)")
     g.add_argument("--es-index", default=S, help="Elasticsearch index alias (default: image-search)")
     g.add_argument("--es-api-key", default=S)
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SETTING_ARGS = ("backend", "data_dir", "weights", "descriptor", "batch_size", "es_url", "es_index",
+SETTING_ARGS = ("backend", "data_dir", "weights", "descriptor", "batch_size", "runtime", "es_url", "es_index",
                 "es_api_key", "es_username", "es_password", "es_ca_certs")
 
 

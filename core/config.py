@@ -17,6 +17,7 @@ import platformdirs
 APP_NAME = "image-search"
 BACKENDS = ("embedded", "elasticsearch")
 DESCRIPTORS = ("gem", "fc1")
+RUNTIMES = ("auto", "onnxruntime", "tensorflow")
 
 
 class ConfigError(Exception):
@@ -31,6 +32,7 @@ class Settings:
     weights: str = "imagenet"
     descriptor: str | None = None  # None: an existing index's own, "gem" for a new one
     batch_size: int = 16
+    runtime: str = "auto"  # VGG16 on "onnxruntime" (faster; "auto" when installed) or "tensorflow"
     es_url: str = "http://127.0.0.1:9200"
     es_index: str = "image-search"
     es_api_key: str | None = None
@@ -52,6 +54,8 @@ class Settings:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.descriptor is not None and self.descriptor not in DESCRIPTORS:
             raise ConfigError(f"unknown descriptor {self.descriptor!r}; choose one of {', '.join(DESCRIPTORS)}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         return self

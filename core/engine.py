@@ -62,7 +62,9 @@ class Engine:
         """The VGG16 extractor, built on first use (seconds: imports TensorFlow, loads weights)."""
         with self._extractor_lock:
             if self._extractor is None:
-                self._extractor = Extractor(self.identity.descriptor, self.weights, self.settings.batch_size)
+                self._extractor = Extractor(
+                    self.identity.descriptor, self.weights, self.settings.batch_size, self.settings.runtime
+                )
             return self._extractor
 
     def embed(self, source: str | Path | bytes) -> np.ndarray:

@@ -42,8 +42,9 @@ def test_batched_equals_one_at_a_time(shared_extractor, photo_dir):
     assert (np.sum(batched * single, axis=1) >= 0.9999).all()
 
 
-def test_fc1_descriptor_is_4096d_and_batch_invariant(photo_dir):
-    extractor = Extractor("fc1", resolve_weights("random", "fc1"), batch_size=3)
+@pytest.mark.parametrize("runtime", ["tensorflow", "onnxruntime"])
+def test_fc1_descriptor_is_4096d_and_batch_invariant(photo_dir, runtime):
+    extractor = Extractor("fc1", resolve_weights("random", "fc1"), batch_size=3, runtime=runtime)
     pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:4])
     batched = extractor.embed(pixels)
     assert batched.shape == (4, 4096)
@@ -53,11 +54,12 @@ def test_fc1_descriptor_is_4096d_and_batch_invariant(photo_dir):
 
 
 def test_random_weights_are_identical_in_every_process(shared_extractor, photo_dir):
+    """Another process, on the Keras graph: the same vector as this one's (ONNX Runtime) extractor."""
     image = sorted(photo_dir.glob("*.jpg"))[0]
     code = (
         "import json, sys; from tests.test_model import pixels_of; "
         "from core.model import Extractor, resolve_weights; "
-        "e = Extractor('gem', resolve_weights('random', 'gem')); "
+        "e = Extractor('gem', resolve_weights('random', 'gem'), runtime='tensorflow'); "
         "print(json.dumps(e.embed(pixels_of([sys.argv[1]]))[0].tolist()))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True, check=True)
@@ -71,14 +73,46 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
         resolve_weights(str(tmp_path / "nope.h5"), "gem")
 
 
-def test_a_file_that_is_not_vgg16_is_refused(tmp_path):
+@pytest.mark.parametrize("runtime", ["tensorflow", "onnxruntime"])
+def test_a_file_that_is_not_vgg16_is_refused(tmp_path, runtime):
     import h5py
 
     bogus = tmp_path / "bogus.h5"
     with h5py.File(bogus, "w") as f:
         f.create_dataset("x", data=np.zeros(3))
     with pytest.raises(WeightsError, match="does not hold VGG16 weights"):
-        Extractor("gem", resolve_weights(str(bogus), "gem"))
+        Extractor("gem", resolve_weights(str(bogus), "gem"), runtime=runtime)
+
+
+@pytest.mark.parametrize("descriptor", ["gem", "fc1"])
+def test_onnx_runtime_equals_the_keras_graph(descriptor, photo_dir):
+    weights = resolve_weights("random", descriptor)
+    keras_graph = Extractor(descriptor, weights, runtime="tensorflow")
+    onnx_graph = Extractor(descriptor, weights, runtime="onnxruntime")
+    pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:4])
+    raw_keras, raw_onnx = keras_graph._forward(preprocess(pixels)), onnx_graph._forward(preprocess(pixels))
+    assert raw_keras.shape == raw_onnx.shape
+    assert np.abs(raw_keras - raw_onnx).max() <= 1e-4 * np.abs(raw_keras).max()
+    assert (np.sum(keras_graph.embed(pixels) * onnx_graph.embed(pixels), axis=1) >= 0.99999).all()
+
+
+def test_a_keras_weights_file_gives_the_same_vectors_on_both_runtimes(tmp_path, photo_dir):
+    """A legacy .h5 (the format of Keras' published files) written by Keras itself, read both ways."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(3)
+    model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(224, 224, 3))
+    path = tmp_path / "vgg16-other.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    weights = resolve_weights(str(path), "gem")
+    assert weights.weights_id.startswith("md5:")
+    pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:3])
+    on_keras = Extractor("gem", weights, runtime="tensorflow").embed(pixels)
+    on_onnx = Extractor("gem", weights, runtime="onnxruntime").embed(pixels)
+    assert (np.sum(on_keras * on_onnx, axis=1) >= 0.99999).all()
 
 
 def test_imagenet_offline_without_cache_says_how_to_fix(tmp_path, monkeypatch):

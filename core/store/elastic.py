@@ -44,15 +44,21 @@ from elasticsearch import (
     helpers,
 )
 
+try:  # 10x faster than json for vectors, and writes float32 in its shortest form (~40 % fewer bytes)
+    from elasticsearch.serializer import OrjsonSerializer
+except ImportError:  # orjson not installed: the client's json serializer turns arrays into lists
+    OrjsonSerializer = None  # type: ignore[assignment,misc]
+
 from core.config import Settings
 from core.store.base import Hit, IdentityMismatch, ImageRecord, ModelIdentity, SearchFilter, StoreError
 
 SCHEMA = 1  # bump when the mapping changes in a way old indices cannot serve
 MAX_CANDIDATES = 10_000  # Elasticsearch's limit for num_candidates, so also for k
 OVERSAMPLE = 3.0  # quantized candidates gathered per hit, then re-scored with the float vectors
-# The server applies a min score to the quantized estimate (off by up to ~0.03 for int8), so it gets a
-# lower bar and the exact bar is applied to the re-scored hits here.
-SIMILARITY_MARGIN = 0.05
+# The server may apply a min score to the quantized estimate (int8 is off by up to ~0.03, bbq by more),
+# so it gets a lower bar and the exact bar is applied to the re-scored hits here. A wide margin costs
+# little: the k best still come back, only more of the hits below the bar travel.
+SIMILARITY_MARGIN = 0.1
 BULK_CHUNK = 500
 RETRY_STATUS = (429, 502, 503, 504)
 WRITE_TIMEOUT_S = 120.0  # a bulk of 500 4096-d vectors or a refresh can take longer than a search
@@ -100,6 +106,7 @@ class ElasticStore:
                 max_retries=3,
                 retry_on_status=RETRY_STATUS,
                 retry_on_timeout=False,
+                serializer=OrjsonSerializer() if OrjsonSerializer is not None else None,
             )
         except (ValueError, TypeError) as exc:
             raise StoreError(f"invalid Elasticsearch settings for {self.url!r}: {exc}") from exc
@@ -155,8 +162,8 @@ class ElasticStore:
         if vectors.shape != (len(records), identity.dims):
             raise StoreError(f"expected {len(records)} vectors of {identity.dims} dimensions, got {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if not np.all(norms > 0):
-            raise StoreError("cannot index a zero vector")
+        if not np.all(np.isfinite(norms) & (norms > 0)):
+            raise StoreError("cannot index a zero or non-finite vector")
         # dot_product fields reject vectors whose length is not 1 within float precision: renormalise
         # so that float32 rounding upstream can never fail a bulk.
         vectors = vectors / norms
@@ -216,7 +223,7 @@ class ElasticStore:
         k = min(k, MAX_CANDIDATES)
         if k <= 0:
             return []
-        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         want = k
         while True:
             # A max score cannot be pushed to the server: ask for more neighbours until k of them pass
@@ -232,12 +239,12 @@ class ElasticStore:
     def near_pairs(self, threshold: float) -> Iterator[tuple[str, str, float]]:
         """One kNN query per image (batched in _msearch); a pair is reported once, as (smaller id, larger id)."""
         seen: set[tuple[str, str]] = set()  # a pair is usually found from both of its ends
-        batch: list[tuple[str, list[float]]] = []
+        batch: list[tuple[str, np.ndarray]] = []
         with self._guard("find near-duplicate images"):
             for doc in helpers.scan(self._es, query={"query": {"match_all": {}}, "docvalue_fields": ["vector"]},
                                     index=self.alias, size=1000, scroll="10m", source=False,
                                     ignore_unavailable=True):
-                batch.append((doc["_id"], _vector(doc).tolist()))
+                batch.append((doc["_id"], _vector(doc)))
                 if len(batch) == PAIR_BATCH:
                     yield from self._pairs(batch, threshold, seen)
                     batch = []
@@ -296,7 +303,7 @@ class ElasticStore:
             raise StoreError(f"the server at {self.url} is not Elasticsearch (it answered HTTP {exc.status_code} "
                              "without Elasticsearch's product header)")
 
-    def _knn_clause(self, query: list[float], k: int, filters: SearchFilter) -> dict[str, Any]:
+    def _knn_clause(self, query: np.ndarray, k: int, filters: SearchFilter) -> dict[str, Any]:
         clause: dict[str, Any] = {
             "field": "vector",
             "query_vector": query,
@@ -313,7 +320,7 @@ class ElasticStore:
             clause["similarity"] = filters.min_score - SIMILARITY_MARGIN  # a raw dot product, not a _score
         return clause
 
-    def _pairs(self, batch: list[tuple[str, list[float]]], threshold: float,
+    def _pairs(self, batch: list[tuple[str, np.ndarray]], threshold: float,
                seen: set[tuple[str, str]]) -> Iterator[tuple[str, str, float]]:
         pending = [(image_id, vec, PAIR_K) for image_id, vec in batch]
         while pending:
@@ -418,7 +425,7 @@ def _mappings(identity: ModelIdentity, index_type: str) -> dict[str, Any]:
 def _document(record: ImageRecord, vector: np.ndarray) -> dict[str, Any]:
     doc: dict[str, Any] = {f: getattr(record, f) for f in RECORD_FIELDS}
     doc["words"] = [record.name.casefold(), record.folder.casefold()]
-    doc["vector"] = vector.tolist()
+    doc["vector"] = np.ascontiguousarray(vector, dtype=np.float32)
     return doc
 
 
