@@ -1,0 +1,338 @@
+// The web page: search by an image, click a result to search from it, walk back along the trail.
+// Plain JavaScript talking to the JSON API under ./api (relative, so the page works behind a prefix).
+"use strict";
+
+const TOKEN_KEY = "image-search-token";
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  trail: [], // steps: {kind: "upload", file, preview, label} | {kind: "image", id, label, thumb}
+  pos: -1, // the step shown; steps after it are kept for the browser's Forward button
+  k: 24,
+  minScore: 0,
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  request: 0, // responses of superseded requests are dropped
+  blobs: [], // object URLs of thumbnails fetched with the token, revoked on the next render
+};
+
+class ApiError extends Error {
+  constructor(title, detail, status) {
+    super(detail ? `${title}: ${detail}` : title);
+    this.title = title;
+    this.detail = detail;
+    this.status = status;
+  }
+}
+
+// -- talking to the API ------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (err) {
+    throw new ApiError("Cannot reach the server", "is it still running?", 0);
+  }
+  if (response.status === 401) {
+    await askToken();
+    return api(path, options);
+  }
+  const isJson = (response.headers.get("Content-Type") || "").includes("json");
+  const body = isJson ? await response.json() : null;
+  if (!response.ok) {
+    throw new ApiError(body?.error || response.statusText, body?.detail || "", response.status);
+  }
+  return body;
+}
+
+function askToken() {
+  const dialog = $("token-dialog");
+  return new Promise((resolve) => {
+    $("token-form").addEventListener("submit", () => {
+      state.token = $("token-input").value.trim();
+      sessionStorage.setItem(TOKEN_KEY, state.token);
+      resolve();
+    }, { once: true });
+    if (!dialog.open) dialog.showModal();
+  });
+}
+
+// Thumbnails are plain <img src> (browser-cached) unless a token is needed: <img> cannot send
+// an Authorization header, so then they are fetched and shown from blob: URLs.
+async function showImage(img, url) {
+  if (!state.token) {
+    img.src = url;
+    return;
+  }
+  try {
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) return;
+    const blobUrl = URL.createObjectURL(await response.blob());
+    state.blobs.push(blobUrl);
+    img.src = blobUrl;
+  } catch {
+    /* a missing thumbnail leaves the placeholder */
+  }
+}
+
+async function refreshStatus() {
+  try {
+    const health = await api("api/health");
+    const images = `${health.count.toLocaleString()} image${health.count === 1 ? "" : "s"}`;
+    $("status").textContent = `${images} · ${health.model_label} · ${health.backend}`;
+    $("status").className = "status ok";
+    if (health.count === 0 && state.pos < 0) {
+      $("empty-title").textContent = "The index is empty";
+      $("empty-text").textContent =
+        "Add folders with \u201cimage-search index FOLDER\u201d or the desktop app, then search here.";
+    }
+  } catch (err) {
+    $("status").textContent = err.title || "Offline";
+    $("status").className = "status bad";
+  }
+}
+
+// -- searching ---------------------------------------------------------------------------------
+async function run() {
+  const step = state.trail[state.pos];
+  renderTrail();
+  if (!step) {
+    renderResults(null);
+    return;
+  }
+  const request = ++state.request;
+  setBusy(true);
+  hideMessage();
+  try {
+    const body = step.kind === "upload" ? await searchUpload(step) : await searchSimilar(step);
+    if (request === state.request) renderResults(body, step);
+  } catch (err) {
+    if (request === state.request) {
+      showMessage(err.title || "Search failed", err.detail || err.message);
+      renderResults({ results: [] }, step);
+    }
+  } finally {
+    if (request === state.request) setBusy(false);
+  }
+}
+
+function searchUpload(step) {
+  const form = new FormData();
+  form.append("image", step.file, step.file.name || "image");
+  form.append("k", String(state.k));
+  if (state.minScore > 0) form.append("min_score", String(state.minScore));
+  return api("api/search", { method: "POST", body: form });
+}
+
+function searchSimilar(step) {
+  const params = new URLSearchParams({ k: String(state.k) });
+  if (state.minScore > 0) params.set("min_score", String(state.minScore));
+  return api(`api/images/${encodeURIComponent(step.id)}/similar?${params}`);
+}
+
+// -- navigation: every step is a history entry, so Back/Forward walk the trail ------------------
+function go(pos, push) {
+  state.pos = pos;
+  if (push) history.pushState({ pos }, "");
+  run();
+}
+
+function startWith(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showMessage("Not an image", `${file.name} is ${file.type}`);
+    return;
+  }
+  for (const step of state.trail) if (step.preview) URL.revokeObjectURL(step.preview);
+  const preview = URL.createObjectURL(file);
+  state.trail = [{ kind: "upload", file, preview, label: file.name || "Pasted image" }];
+  go(0, true);
+}
+
+function refine(result) {
+  if (state.trail[state.pos]?.id === result.id) return;
+  state.trail = state.trail.slice(0, state.pos + 1);
+  state.trail.push({ kind: "image", id: result.id, label: result.name, thumb: result.thumbnail_url });
+  go(state.trail.length - 1, true);
+}
+
+function back() {
+  if (state.pos > 0) history.back();
+}
+
+window.addEventListener("popstate", (event) => {
+  const pos = event.state?.pos ?? -1;
+  state.pos = Math.min(pos, state.trail.length - 1);
+  run();
+});
+
+// -- rendering ---------------------------------------------------------------------------------
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderTrail() {
+  const trail = $("trail");
+  trail.replaceChildren();
+  state.trail.forEach((step, i) => {
+    const item = el("li", "crumb" + (i === state.pos ? " current" : "") + (i > state.pos ? " ahead" : ""));
+    const button = el("button", "crumb-button");
+    button.type = "button";
+    button.title = i === 0 ? "Your image" : `Similar to ${step.label}`;
+    const img = el("img");
+    img.alt = "";
+    if (step.preview) img.src = step.preview;
+    else showImage(img, step.thumb);
+    button.append(img, el("span", "crumb-label", step.label));
+    button.addEventListener("click", () => {
+      if (i !== state.pos) history.go(i - state.pos);
+    });
+    item.append(button);
+    trail.append(item);
+  });
+  $("back").disabled = state.pos <= 0;
+  $("back").hidden = state.pos < 0;
+  const first = state.trail[0];
+  const preview = $("query-preview");
+  preview.hidden = state.pos < 0 || !first?.preview;
+  if (!preview.hidden) preview.src = first.preview;
+  $("dropzone").classList.toggle("has-image", !preview.hidden);
+}
+
+function renderResults(body, step) {
+  for (const url of state.blobs) URL.revokeObjectURL(url);
+  state.blobs = [];
+  const grid = $("results");
+  grid.replaceChildren();
+  const results = body?.results || [];
+  $("empty").hidden = body !== null;
+  $("summary").textContent = body ? summaryText(results, body.took_ms, step) : "";
+  if (body && results.length === 0 && $("message").hidden) {
+    $("summary").textContent = state.minScore > 0
+      ? "No images are that similar. Lower the minimum similarity."
+      : "No results: the index is empty.";
+  }
+  for (const result of results) grid.append(card(result, step));
+}
+
+function summaryText(results, tookMs, step) {
+  const count = `${results.length} result${results.length === 1 ? "" : "s"}`;
+  const source = step.kind === "upload" ? "your image" : step.label;
+  return `${count} similar to ${source} · ${Math.round(tookMs)} ms`;
+}
+
+function card(result, step) {
+  const isQuery = step.kind === "image" && result.id === step.id;
+  const item = el("li", "card" + (isQuery ? " is-query" : ""));
+  item.dataset.id = result.id;
+  const button = el("button", "card-hit");
+  button.type = "button";
+  button.title = isQuery ? `${result.name} (the current query)` : `Find images similar to ${result.name}`;
+  button.disabled = isQuery;
+  const thumb = el("div", "thumb");
+  const img = el("img");
+  img.alt = result.name;
+  img.loading = "lazy";
+  img.decoding = "async";
+  showImage(img, result.thumbnail_url);
+  thumb.append(img);
+  if (isQuery) thumb.append(el("span", "badge", "Query"));
+  const meta = el("div", "meta");
+  meta.append(el("span", "name", result.name), el("span", "score", result.score.toFixed(3)));
+  const bar = el("div", "bar");
+  const fill = el("span");
+  // Set through the CSSOM: the page's Content-Security-Policy allows no inline style attributes.
+  fill.style.width = `${Math.max(0, Math.min(1, result.score)) * 100}%`;
+  bar.append(fill);
+  const dims = el("div", "dims", `${result.width} × ${result.height}`);
+  button.append(thumb, meta, bar, dims);
+  button.addEventListener("click", () => refine(result));
+  item.append(button);
+  if (!state.token) {
+    const open = el("a", "open-original");
+    open.href = result.image_url;
+    open.target = "_blank";
+    open.rel = "noopener";
+    open.title = "Open the original";
+    open.setAttribute("aria-label", `Open ${result.name}`);
+    open.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M14 4h6v6M20 4l-9 9M18 14v5a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h5"></path></svg>';
+    item.append(open);
+  }
+  return item;
+}
+
+function setBusy(busy) {
+  $("progress").hidden = !busy;
+  $("results").classList.toggle("busy", busy);
+}
+
+function showMessage(title, detail) {
+  $("message-title").textContent = title;
+  $("message-detail").textContent = detail || "";
+  $("message").hidden = false;
+}
+
+function hideMessage() {
+  $("message").hidden = true;
+}
+
+// -- input: file chooser, drag and drop, paste, controls, keys ------------------------------------
+function wireInputs() {
+  $("file-input").addEventListener("change", (event) => {
+    startWith(event.target.files[0]);
+    event.target.value = ""; // choosing the same file again still searches
+  });
+
+  let depth = 0; // dragenter/dragleave fire for every child element
+  window.addEventListener("dragenter", (event) => {
+    if (!event.dataTransfer?.types.includes("Files")) return;
+    depth += 1;
+    $("drop-overlay").hidden = false;
+  });
+  window.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) $("drop-overlay").hidden = true;
+  });
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    $("drop-overlay").hidden = true;
+    startWith(event.dataTransfer?.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) startWith(file);
+  });
+
+  $("k").addEventListener("change", (event) => {
+    state.k = Number(event.target.value);
+    run();
+  });
+  $("min-score").addEventListener("input", (event) => {
+    $("min-score-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  $("min-score").addEventListener("change", (event) => {
+    state.minScore = Number(event.target.value);
+    run();
+  });
+  $("back").addEventListener("click", back);
+  $("message-close").addEventListener("click", hideMessage);
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey && event.key === "ArrowLeft") {
+      event.preventDefault();
+      back();
+    }
+  });
+}
+
+history.replaceState({ pos: -1 }, "");
+state.k = Number($("k").value);
+wireInputs();
+run(); // nothing to search yet: draws the empty state
+refreshStatus();
+window.addEventListener("focus", refreshStatus);
