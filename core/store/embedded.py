@@ -48,7 +48,6 @@ class EmbeddedStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            self._db.create_function("casefold", 1, lambda s: s.casefold(), deterministic=True)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the index in {self.data_dir}: {exc}") from exc
         self._lock = threading.RLock()
@@ -87,7 +86,7 @@ class EmbeddedStore:
                                          "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write to the index in {self.data_dir}: {exc}") from exc
-            self._cache.put([r.id for r in records], vectors)
+            self._cache.put([r.id for r in records], [r.path for r in records], vectors)
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
@@ -144,8 +143,7 @@ class EmbeddedStore:
             scores = cache.matrix @ query
             candidates = np.arange(len(cache.ids))
             if filters.words():
-                allowed = self._ids_matching(filters.words())
-                candidates = np.sort(np.array([cache.row[i] for i in allowed if i in cache.row], dtype=np.int64))
+                candidates = cache.rows_matching(filters.words())
             if filters.min_score is not None:
                 candidates = candidates[scores[candidates] >= filters.min_score]
             if filters.max_score is not None:
@@ -191,42 +189,46 @@ class EmbeddedStore:
                 found[row[0]] = ImageRecord(*row)
         return found
 
-    def _ids_matching(self, words: list[str]) -> set[str]:
-        clause = " AND ".join(["(instr(casefold(name), ?) > 0 OR instr(casefold(folder), ?) > 0)"] * len(words))
-        args = [w.casefold() for w in words for _ in (0, 1)]
-        return {row[0] for row in self._db.execute(f"SELECT id FROM images WHERE {clause}", args)}
-
     def _refresh_cache(self) -> None:
         """(Re)load the matrix if it was never loaded or another process committed since."""
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return
-        rows = self._db.execute("SELECT id, vector FROM images").fetchall()
+        rows = self._db.execute("SELECT id, path, vector FROM images").fetchall()
         self._cache = VectorCache()
         if rows:
-            dims = len(rows[0][1]) // 4
-            blob = b"".join(row[1] for row in rows)
-            self._cache.put([row[0] for row in rows], np.frombuffer(blob, np.float32).reshape(len(rows), dims))
+            dims = len(rows[0][2]) // 4
+            blob = b"".join(row[2] for row in rows)
+            vectors = np.frombuffer(blob, np.float32).reshape(len(rows), dims)
+            self._cache.put([row[0] for row in rows], [row[1] for row in rows], vectors)
         self._data_version = version
 
 
 class VectorCache:
-    """Ids and their vectors as rows of one growable matrix (amortised O(1) appends)."""
+    """Ids and their vectors as rows of one growable matrix (amortised O(1) appends), with each row's
+    casefolded path for the text filter (matching in memory beats scanning the table's vector pages)."""
 
     def __init__(self):
         self.ids: list[str] = []
         self.row: dict[str, int] = {}
+        self.folded: list[str] = []
         self._buffer = np.zeros((0, 0), np.float32)
 
     @property
     def matrix(self) -> np.ndarray:
         return self._buffer[: len(self.ids)]
 
-    def put(self, ids: list[str], vectors: np.ndarray) -> None:
+    def rows_matching(self, words: list[str]) -> np.ndarray:
+        """Rows whose path (file name or folders) contains every word, case-insensitively."""
+        folded = [w.casefold() for w in words]
+        return np.array([n for n, path in enumerate(self.folded) if all(w in path for w in folded)], np.int64)
+
+    def put(self, ids: list[str], paths: list[str], vectors: np.ndarray) -> None:
         fresh = [n for n, i in enumerate(ids) if i not in self.row]
         for n, i in enumerate(ids):
             if i in self.row:
                 self._buffer[self.row[i]] = vectors[n]
+                self.folded[self.row[i]] = paths[n].casefold()
         if not fresh:
             return
         needed = len(self.ids) + len(fresh)
@@ -239,6 +241,7 @@ class VectorCache:
             self.row[ids[n]] = len(self.ids)
             self._buffer[len(self.ids)] = vectors[n]
             self.ids.append(ids[n])
+            self.folded.append(paths[n].casefold())
 
     def remove(self, ids: Iterable[str]) -> None:
         gone = set(ids) & self.row.keys()
@@ -247,6 +250,7 @@ class VectorCache:
         keep = [n for n, i in enumerate(self.ids) if i not in gone]
         self._buffer = self.matrix[keep].copy()
         self.ids = [self.ids[n] for n in keep]
+        self.folded = [self.folded[n] for n in keep]
         self.row = {i: n for n, i in enumerate(self.ids)}
 
 
