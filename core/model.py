@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ DESCRIPTOR_DIMS = {"gem": 512, "fc1": 4096}
 GEM_P = 3.0
 VGG_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 RANDOM_SEED = 0
+DOWNLOAD_TIMEOUT_S = 20
 VGG16_BLOCKS = [(3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3)]  # in, out, convs
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 # Keras' published files and MD5s (keras.applications.vgg16).
@@ -237,12 +240,20 @@ def _has_top(path: Path) -> bool:
 
 
 def _download_imagenet(descriptor: str) -> Path:
-    import keras
-
+    """Fetch Keras' published file into the Keras cache, checking its MD5 (no TensorFlow needed)."""
     name = FULL_FILE if descriptor == "fc1" else NOTOP_FILE
+    target = keras_cache_dir() / name
+    partial = target.with_suffix(".part")
     try:
-        return Path(keras.utils.get_file(name, KERAS_URL + name, cache_subdir="models", file_hash=KERAS_MD5[name]))
-    except Exception as exc:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(KERAS_URL + name, timeout=DOWNLOAD_TIMEOUT_S) as response, partial.open("wb") as f:
+            shutil.copyfileobj(response, f, 1 << 20)
+        if file_md5(partial) != KERAS_MD5[name]:
+            raise OSError("the downloaded file's MD5 does not match Keras' published one")
+        partial.replace(target)
+        return target
+    except OSError as exc:  # URLError and timeouts are OSErrors too
+        partial.unlink(missing_ok=True)
         raise WeightsError(
             f"the VGG16 ImageNet weights are not on this computer and could not be downloaded ({exc}). "
             f"Fix: download {KERAS_URL + name} and either put it in {keras_cache_dir()} or pass its path "

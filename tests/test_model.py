@@ -115,21 +115,24 @@ def test_a_keras_weights_file_gives_the_same_vectors_on_both_runtimes(tmp_path, 
     assert (np.sum(on_keras * on_onnx, axis=1) >= 0.99999).all()
 
 
-def test_imagenet_offline_without_cache_says_how_to_fix(tmp_path, monkeypatch):
-    import keras
+@pytest.mark.parametrize("runtime", ["tensorflow", "onnxruntime"])
+def test_imagenet_offline_without_cache_says_how_to_fix(tmp_path, monkeypatch, runtime):
+    import urllib.error
+    import urllib.request
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
+        raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)  # no network here; don't even try
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # no network here; don't even try
     source = resolve_weights("imagenet", "gem")
     assert source.path is None and source.weights_id == "imagenet"
     with pytest.raises(WeightsError) as err:
-        Extractor("gem", source)
+        Extractor("gem", source, runtime=runtime)
     message = str(err.value)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and "--weights PATH" in message
+    assert "network is unreachable" in message and not list(tmp_path.rglob("*.part"))
 
 
 def test_imagenet_weights_are_found_in_the_keras_cache_by_name(tmp_path, monkeypatch):
