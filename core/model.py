@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.config import ConfigError
 from core.store.base import ModelIdentity
 
 INPUT_SIZE = (224, 224)
@@ -172,8 +173,13 @@ def _build_forward(descriptor: str, weights: WeightsSource, runtime: str):
 
 def _keras_forward(descriptor: str, weights: WeightsSource):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ConfigError(
+            f"the 'tensorflow' runtime is not installed here ({exc}); use --runtime auto or onnxruntime"
+        ) from None
 
     path = weights.path
     if weights.weights_id == "imagenet" and path is None:
@@ -192,7 +198,9 @@ def _keras_forward(descriptor: str, weights: WeightsSource):
     layer = "fc1" if descriptor == "fc1" else "block5_conv3"
     model = keras.Model(base.input, base.get_layer(layer).output)
     spec = tf.TensorSpec([None, *INPUT_SIZE, 3], tf.float32)
-    graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    # Plain Keras calls need no AutoGraph conversion (which would want this file's source at run time).
+    run = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
+    graph = tf.function(run, input_signature=[spec])
     return lambda batch: graph(tf.constant(batch)).numpy()
 
 

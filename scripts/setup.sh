@@ -13,7 +13,7 @@ SUDO=""
 APT_APP=(libgl1 libegl1 libglib2.0-0 libxkbcommon0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
          libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-randr0
          libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1)
-APT_TEST=(xvfb xauth chromium chromium-driver maven default-jdk-headless unzip curl procps util-linux)
+APT_TEST=(xvfb xauth chromium chromium-driver maven default-jdk-headless unzip curl procps util-linux binutils)
 packages=("${APT_APP[@]}")
 (( WITH_TESTS )) && packages+=("${APT_TEST[@]}")
 missing=()
