@@ -1,0 +1,243 @@
+"""Elasticsearch kNN benchmark: latency, recall and ingest speed of the index types, as JSON on stdout.
+
+    python bench/knn.py                                   # starts its own server (2g heap), stops it after
+    python bench/knn.py --configs 512:10000 --types int8_hnsw,flat --url http://127.0.0.1:9200
+
+For each DIMS:COUNT config: synthetic clustered unit vectors (uniform random ones make every neighbour
+equally far, so recall would mean little), held-out queries from the same clusters, exact top-k from
+NumPy, then per index type: bulk ingest through ElasticStore.upsert (docs/s), p50/p95 latency of
+ElasticStore.knn as the app calls it, and recall@k against the exact answer. `flat` is the exhaustive
+baseline (every vector compared); the original project's `script_score` scan needs the Painless module,
+which the test distribution lacks, and is tried and reported as unavailable there. Also: one `index`
+request per document (the original project's pattern) against bulk, on a sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.store.base import ImageRecord, ModelIdentity  # noqa: E402
+from core.store.elastic import ElasticStore  # noqa: E402
+from core.store.elastic import _document as elastic_document  # noqa: E402
+
+BATCH = 500
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def clustered(n: int, dims: int, centres: np.ndarray, seed: int, spread: float = 0.7) -> np.ndarray:
+    """Unit vectors around random centres; spread 0.7 gives ~0.67 cosine within a cluster, ~0 across."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dims), np.float32)
+    for start in range(0, n, 10_000):  # in chunks: 100k x 4096 in float64 would need 3 GB at once
+        m = min(10_000, n - start)
+        noise = rng.standard_normal((m, dims), np.float32) * (spread / np.sqrt(dims))
+        x = centres[rng.integers(0, len(centres), m)] + noise
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    scores = queries @ data.T
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
+
+
+def records(n: int, offset: int = 0) -> list[ImageRecord]:
+    return [ImageRecord(f"b{i:07d}", f"/bench/album{i % 50}/img{i:07d}.jpg", f"img{i:07d}.jpg", f"/bench/album{i % 50}",
+                        100_000, 1_700_000_000_000_000_000, "h", 640, 480) for i in range(offset, offset + n)]
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return round(float(np.percentile(samples, q)) * 1000, 2)
+
+
+def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int,
+               force_merge: bool) -> dict:
+    n, dims = data.shape
+    alias = f"bench-{index_type.replace('_', '-')}-{dims}-{n}"
+    store = ElasticStore(url, alias, index_type=index_type, timeout_s=120)
+    identity = ModelIdentity("gem", dims, "bench")
+    _drop(store)
+    try:
+        store.initialize(identity)
+        recs = records(n)
+        started = time.perf_counter()
+        for s in range(0, n, BATCH):
+            store.upsert(recs[s : s + BATCH], data[s : s + BATCH])
+        store.finish()
+        ingest_s = time.perf_counter() - started
+        if force_merge:
+            store._es.options(request_timeout=3600).indices.forcemerge(index=alias, max_num_segments=1)
+            store.finish()
+        segments = sum(len(shard[0]["segments"]) for shard in
+                       store._es.indices.segments(index=alias)["indices"][store.index_name(identity)]["shards"].values())
+        for q in queries[:20]:  # warm-up: caches, JIT, the graph's pages
+            store.knn(q, k)
+        latencies, found = [], 0
+        for q, truth in zip(queries, exact, strict=True):
+            t = time.perf_counter()
+            hits = store.knn(q, k)
+            latencies.append(time.perf_counter() - t)
+            found += len({int(h.record.id[1:]) for h in hits} & set(truth.tolist()))
+        quantized = index_type not in ("flat", "hnsw")
+        raw = _without_rescoring(store, queries, exact, k) if quantized else None
+        size = store._es.indices.stats(index=alias, metric="store")["_all"]["total"]["store"]["size_in_bytes"]
+        return {
+            "type": index_type,
+            "ingest_docs_per_s": round(n / ingest_s),
+            "ingest_s": round(ingest_s, 1),
+            "segments": segments,
+            "p50_ms": percentile_ms(latencies, 50),
+            "p95_ms": percentile_ms(latencies, 95),
+            f"recall_at_{k}": round(found / (len(queries) * k), 4),
+            "disk_mb": round(size / 2**20, 1),
+            **({"without_rescore": raw} if raw else {}),
+        }
+    finally:
+        _drop(store)
+        store.close()
+
+
+def _without_rescoring(store: ElasticStore, queries: np.ndarray, exact: np.ndarray, k: int) -> dict:
+    """The same kNN ranked by the quantized estimates alone (what the store avoids with rescore_vector)."""
+    latencies, found = [], 0
+    for q, truth in zip(queries, exact, strict=True):
+        t = time.perf_counter()
+        hits = store._es.search(index=store.alias, size=k, source=False, knn={
+            "field": "vector", "query_vector": q, "k": k, "num_candidates": max(100, 10 * k),
+            "rescore_vector": {"oversample": 0}})["hits"]["hits"]  # 0: off, also bbq's default of 3
+        latencies.append(time.perf_counter() - t)
+        found += len({int(h["_id"][1:]) for h in hits} & set(truth.tolist()))
+    return {"p50_ms": percentile_ms(latencies, 50), f"recall_at_{k}": round(found / (len(queries) * k), 4)}
+
+
+def script_score_probe(url: str, data: np.ndarray) -> dict:
+    """The original project's exhaustive query, where the server has Painless."""
+    dims = data.shape[1]
+    store = ElasticStore(url, f"bench-script-{dims}", index_type="flat")
+    _drop(store)
+    try:
+        store.initialize(ModelIdentity("gem", dims, "bench"))
+        store.upsert(records(100), data[:100])
+        store.finish()
+        body = {"script_score": {"query": {"match_all": {}}, "script": {
+            "source": "cosineSimilarity(params.q, 'vector') + 1.0", "params": {"q": data[0].tolist()}}}}
+        t = time.perf_counter()
+        store._es.search(index=store.alias, query=body, size=10)
+        return {"available": True, "ms_100_docs": round((time.perf_counter() - t) * 1000, 2)}
+    except Exception as exc:  # noqa: BLE001 (reported, not hidden)
+        return {"available": False, "reason": str(exc)[:200]}
+    finally:
+        _drop(store)
+        store.close()
+
+
+def per_doc_ingest(url: str, data: np.ndarray, sample: int) -> dict:
+    """One `index` request per document (the original pattern) against bulk, same docs, same index type."""
+    dims = data.shape[1]
+    result = {"dims": dims, "docs": sample}
+    for mode in ("per_doc_index_call", "bulk"):
+        store = ElasticStore(url, f"bench-ingest-{dims}", index_type="int8_hnsw", timeout_s=60)
+        _drop(store)
+        try:
+            store.initialize(ModelIdentity("gem", dims, "bench"))
+            recs = records(sample)
+            started = time.perf_counter()
+            if mode == "bulk":
+                for s in range(0, sample, BATCH):
+                    store.upsert(recs[s : s + BATCH], data[s : s + BATCH])
+            else:
+                for r, v in zip(recs, data[:sample], strict=True):
+                    store._es.index(index=store.alias, id=r.id, document=elastic_document(r, v))
+            store.finish()
+            result[f"{mode}_docs_per_s"] = round(sample / (time.perf_counter() - started))
+        finally:
+            _drop(store)
+            store.close()
+    result["bulk_speedup"] = round(result["bulk_docs_per_s"] / result["per_doc_index_call_docs_per_s"], 1)
+    return result
+
+
+def _drop(store: ElasticStore) -> None:
+    es = store._es
+    names = list(es.indices.get(index=f"{store.alias}-*", ignore_unavailable=True, allow_no_indices=True))
+    if names:
+        es.indices.delete(index=names)
+
+
+def start_server(heap: str) -> str:
+    env = {**os.environ, "IMAGE_SEARCH_ES_HEAP": heap}
+    out = subprocess.run(["bash", str(REPO / "scripts" / "start-test-elasticsearch.sh")], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", help="an existing server (default: start one with the test script)")
+    p.add_argument("--heap", default="2g", help="heap of the server this starts (default: 2g)")
+    p.add_argument("--configs", default="512:10000,4096:10000",
+                   help="DIMS:COUNT,... (default: %(default)s, ~5 min here; 512:100000 alone takes ~8 min)")
+    p.add_argument("--types", default="int8_hnsw,bbq_hnsw,flat", help="dense_vector index types (default: %(default)s)")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--ingest-sample", type=int, default=1000, help="docs for per-doc vs bulk ingest (0: skip)")
+    p.add_argument("--force-merge", action="store_true", help="merge to one segment before querying")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    url = args.url or start_server(args.heap)
+    log(f"Elasticsearch at {url}")
+    report: dict = {"server": url if args.url else f"started by the bench, heap {args.heap}",
+                    "java": os.environ.get("ES_JAVA_HOME", "default"), "k": args.k, "queries": args.queries,
+                    "force_merge": args.force_merge, "results": []}
+    try:
+        version = ElasticStore(url)._es.nodes.info(metric="jvm")["nodes"]
+        node = next(iter(version.values()))
+        report["es_version"], report["jvm"] = node["version"], node["jvm"]["version"]
+        for config in args.configs.split(","):
+            dims, n = (int(x) for x in config.split(":"))
+            rng = np.random.default_rng(args.seed)
+            centres = rng.standard_normal((max(10, n // 100), dims)).astype(np.float32)
+            centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+            data = clustered(n, dims, centres, args.seed + 1)
+            queries = clustered(args.queries, dims, centres, args.seed + 2)
+            exact = exact_top(data, queries, args.k)
+            entry: dict = {"dims": dims, "count": n, "clusters": len(centres), "types": []}
+            for index_type in args.types.split(","):
+                if index_type.startswith("bbq") and dims < 64:
+                    continue
+                log(f"{dims}-d x {n}: {index_type} ...")
+                started = time.perf_counter()
+                entry["types"].append(bench_type(url, index_type, data, queries, exact, args.k, args.force_merge))
+                log(f"  {entry['types'][-1]} ({time.perf_counter() - started:.0f} s)")
+            report["results"].append(entry)
+        first_dims = int(args.configs.split(",")[0].split(":")[0])
+        sample = clustered(max(args.ingest_sample, 100), first_dims, np.eye(1, first_dims, dtype=np.float32), 7)
+        report["script_score"] = script_score_probe(url, sample)
+        if args.ingest_sample:
+            log("per-doc vs bulk ingest ...")
+            report["ingest"] = per_doc_ingest(url, sample, args.ingest_sample)
+    finally:
+        if not args.url:
+            subprocess.run(["bash", str(REPO / "scripts" / "stop-test-elasticsearch.sh"), url], capture_output=True)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
