@@ -49,6 +49,20 @@ def search_options() -> argparse.ArgumentParser:
     return p
 
 
+def gui_options() -> argparse.ArgumentParser:
+    """The desktop app's own options (`image-search gui ...` and `python -m desktop ...`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--query", metavar="IMAGE", help="search with this image once the window is open")
+    p.add_argument("--screenshot", metavar="OUT.png",
+                   help="save the window as a PNG once the results' thumbnails are drawn, then exit")
+    p.add_argument("--self-test", action="store_true",
+                   help="open the window (offscreen unless QT_QPA_PLATFORM says otherwise), check that it "
+                   "shows and the index opens, print the findings as JSON and exit (0 = fine)")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds --screenshot and --self-test wait before giving up (default: 180)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = global_options()
     parser = argparse.ArgumentParser(
@@ -76,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: 5000)")
     p.add_argument("--token", help="bearer token required by /api (needed when binding beyond loopback)")
-    sub.add_parser("gui", parents=[common], help="open the desktop app (the default)")
+    sub.add_parser("gui", parents=[common, gui_options()], help="open the desktop app (the default)")
     return parser
 
 

@@ -142,6 +142,7 @@ class Extractor:
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._forward = _build_forward(descriptor, weights, runtime)
+        self.embed(np.zeros((1, *INPUT_SIZE, 3), np.uint8))  # trace/initialise now, in the building thread
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 -> (n, dims) float32 unit vectors, in batches of `batch_size`."""

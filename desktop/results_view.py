@@ -1,0 +1,306 @@
+"""The result grid: a list model of hits, a delegate drawing thumbnail, score and name, and the view."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPainterPath, QPaintEvent, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
+
+from core.store import Hit
+from desktop import files
+from desktop.thumbnails import ThumbnailLoader, thumbnail_key
+
+HIT_ROLE = Qt.ItemDataRole.UserRole + 1
+UNREADABLE_ROLE = Qt.ItemDataRole.UserRole + 2  # True once the thumbnail failed to decode
+THUMB = 160  # logical pixels of the square a thumbnail is fitted into
+CELL = QSize(THUMB + 20, THUMB + 56)
+PIXMAP_CACHE = 600  # ~60 MB of decoded 160 px thumbnails; results beyond it are re-read from the disk cache
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class ResultsModel(QAbstractListModel):
+    """Hits, best first. Thumbnails are asked for when a row is first drawn and arrive asynchronously."""
+
+    def __init__(self, loader: ThumbnailLoader, device_pixel_ratio: float = 1.0, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._loader = loader
+        self._dpr = device_pixel_ratio
+        self._hits: list[Hit] = []
+        self._rows: dict[str, list[int]] = {}
+        self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
+        self._unreadable: set[str] = set()
+        self._requested: set[str] = set()
+        loader.loaded.connect(self._thumbnail_loaded)
+
+    # -- contents ---------------------------------------------------------------------------------
+    def set_hits(self, hits: list[Hit]) -> None:
+        self.beginResetModel()
+        self._hits = list(hits)
+        self._rows = {}
+        for row, hit in enumerate(self._hits):
+            self._rows.setdefault(thumbnail_key(hit.record), []).append(row)
+        self._loader.clear()  # the old list's unstarted requests are no longer wanted...
+        self._requested.clear()  # ...so they may be asked for again
+        self.endResetModel()
+
+    def hits(self) -> list[Hit]:
+        return list(self._hits)
+
+    def hit(self, index: AnyIndex) -> Hit | None:
+        return self._hits[index.row()] if index.isValid() and index.row() < len(self._hits) else None
+
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._hits)
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        hit = self.hit(index)
+        if hit is None:
+            return None
+        record = hit.record
+        if role == Qt.ItemDataRole.DisplayRole:
+            return record.name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (f"{record.path}\n{record.width} × {record.height} px, {files.human_size(record.size)}"
+                    f"\nsimilarity {hit.score:.3f}")
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnail(hit)
+        if role == HIT_ROLE:
+            return hit
+        if role == UNREADABLE_ROLE:
+            return thumbnail_key(hit.record) in self._unreadable
+        return None
+
+    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    # -- dragging results out as files ------------------------------------------------------------
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list", "text/plain"]
+
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+        return files.file_mime([h.record.path for i in indexes if (h := self.hit(i)) is not None])
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+    # -- thumbnails -------------------------------------------------------------------------------
+    def thumbnail(self, hit: Hit) -> QPixmap | None:
+        """The cached pixmap, or None after asking the loader for it (once)."""
+        key = thumbnail_key(hit.record)
+        pixmap = self._pixmaps.get(key)
+        if pixmap is not None:
+            self._pixmaps.move_to_end(key)
+            return pixmap
+        if key not in self._requested and key not in self._unreadable:
+            self._requested.add(key)
+            self._loader.request(key, hit.record.path)
+        return None
+
+    def thumbnail_ready(self, row: int) -> bool:
+        key = thumbnail_key(self._hits[row].record)
+        return key in self._pixmaps or key in self._unreadable
+
+    def _thumbnail_loaded(self, key: str, image: QImage) -> None:
+        self._requested.discard(key)
+        if image.isNull():
+            self._unreadable.add(key)
+        else:
+            pixmap = QPixmap.fromImage(image)
+            pixmap.setDevicePixelRatio(self._dpr)
+            self._pixmaps[key] = pixmap
+            while len(self._pixmaps) > PIXMAP_CACHE:
+                self._pixmaps.popitem(last=False)
+        for row in self._rows.get(key, ()):
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Draws one result: the thumbnail in a square, a score badge over it, the file name and folder below."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
+        return CELL
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
+        hit: Hit | None = index.data(HIT_ROLE)
+        if hit is None:
+            return
+        palette = option.palette
+        cell = option.rect.adjusted(3, 3, -3, -3)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected or option.state & QStyle.StateFlag.State_MouseOver:
+            highlight = QColor(palette.highlight().color())
+            highlight.setAlpha(60 if selected else 22)
+            painter.setPen(palette.highlight().color() if selected else Qt.PenStyle.NoPen)
+            painter.setBrush(highlight)
+            painter.drawRoundedRect(cell, 8, 8)
+
+        square = QRect(cell.x() + (cell.width() - THUMB) // 2, cell.y() + 7, THUMB, THUMB)
+        pixmap: QPixmap | None = index.data(Qt.ItemDataRole.DecorationRole)
+        target = square
+        if pixmap is not None:
+            target = QRect(QPoint(0, 0), pixmap.deviceIndependentSize().toSize())
+            target.moveCenter(square.center())
+            clip = QPainterPath()
+            clip.addRoundedRect(target, 4, 4)
+            painter.setClipPath(clip)
+            painter.drawPixmap(target, pixmap)
+            painter.setClipping(False)
+        else:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(palette.alternateBase())
+            painter.drawRoundedRect(square, 4, 4)
+            if index.data(UNREADABLE_ROLE):
+                painter.setPen(palette.placeholderText().color())
+                painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read\nthis file")
+
+        self._badge(painter, target, hit.score)  # on the image's corner, wherever its shape puts it
+
+        font = QFont(option.font)
+        text = QRect(cell.x() + 6, square.bottom() + 6, cell.width() - 12, option.fontMetrics.height())
+        painter.setFont(font)
+        painter.setPen(palette.text().color())
+        painter.drawText(text, Qt.AlignmentFlag.AlignHCenter,
+                         option.fontMetrics.elidedText(hit.record.name, Qt.TextElideMode.ElideMiddle, text.width()))
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        painter.setFont(font)
+        painter.setPen(palette.placeholderText().color())
+        folder = os.path.basename(hit.record.folder) or hit.record.folder
+        below = text.translated(0, text.height() + 1)
+        painter.drawText(below, Qt.AlignmentFlag.AlignHCenter,
+                         painter.fontMetrics().elidedText(folder, Qt.TextElideMode.ElideMiddle, below.width()))
+        painter.restore()
+
+    @staticmethod
+    def _badge(painter: QPainter, image: QRect, score: float) -> None:
+        font = painter.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        painter.setFont(font)
+        label = f"{score:.2f}"
+        width = painter.fontMetrics().horizontalAdvance(label) + 12
+        badge = QRect(image.x() + 5, image.y() + 5, width, painter.fontMetrics().height() + 4)
+        # Green for close matches fading to slate grey for distant ones: the eye finds the good ones first.
+        t = max(0.0, min(1.0, (score - 0.5) / 0.5))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(int(90 - 60 * t), int(100 + 50 * t), int(110 - 40 * t), 220))
+        painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
+        painter.setPen(QColor("white"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+
+
+class ResultsView(QListView):
+    """The grid. Double-click or Enter on a result asks to refine the search from it."""
+
+    refine_requested = Signal(object)  # Hit
+
+    def __init__(self, model: ResultsModel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setModel(model)
+        self.setItemDelegate(ResultDelegate(self))
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(True)  # layout of 1000 results without measuring each
+        self.setGridSize(CELL + QSize(6, 6))
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(CELL.height() // 4)
+        self.setMouseTracking(True)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.doubleClicked.connect(self._refine)
+        self.placeholder = ""
+
+    def results(self) -> ResultsModel:
+        model = self.model()
+        assert isinstance(model, ResultsModel)
+        return model
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder = text
+        self.viewport().update()
+
+    def selected_hits(self) -> list[Hit]:
+        rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
+        return [h for r in rows if (h := self.results().hit(self.results().index(r))) is not None]
+
+    def visible_thumbnails_ready(self) -> bool:
+        """Every result on screen has its thumbnail (or is known unreadable): used by --screenshot."""
+        model = self.results()
+        area = self.viewport().rect()
+        shown = [r for r in range(model.rowCount()) if self.visualRect(model.index(r)).intersects(area)]
+        return bool(shown) and all(model.thumbnail_ready(r) for r in shown)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self._refine(self.currentIndex())
+            return
+        super().keyPressEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self.model().rowCount() == 0 and self.placeholder:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().placeholderText().color())
+            area = self.viewport().rect().adjusted(40, 40, -40, -40)
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+
+    def _refine(self, index: AnyIndex) -> None:
+        hit = self.results().hit(index)
+        if hit is not None:
+            self.refine_requested.emit(hit)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if index.isValid():
+            if not self.selectionModel().isSelected(index):
+                self.setCurrentIndex(index)
+            self.context_menu(index).popup(self.viewport().mapToGlobal(pos))
+
+    def context_menu(self, index: AnyIndex) -> QMenu:
+        """Find Similar for the result under the mouse; Open and Copy Path for every selected one."""
+        hit = self.results().hit(index)
+        assert hit is not None
+        paths = [h.record.path for h in self.selected_hits()] or [hit.record.path]
+
+        def open_all() -> None:
+            for path in paths:
+                files.open_file(path)
+
+        menu = QMenu(self)
+        menu.addAction("Find Similar", lambda: self.refine_requested.emit(hit))
+        menu.addSeparator()
+        menu.addAction("Open", open_all)
+        menu.addAction("Reveal in Folder", lambda: files.reveal(hit.record.path))
+        menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths",
+                       lambda: files.copy_paths(paths))
+        return menu
