@@ -54,10 +54,10 @@ def make_window(qtbot, tmp_path, prefs, shared_extractor):
     """Opens a window on a data folder and waits until its index is open."""
     windows: list[MainWindow] = []
 
-    def make(data_dir: Path | None = None, wait: bool = True, **settings) -> MainWindow:
+    def make(data_dir: Path | None = None, wait: bool = True, serve_api: bool = False, **settings) -> MainWindow:
         base = Settings(data_dir=str(data_dir or tmp_path / "data"), weights="random", api_port=0).replace(**settings)
         window = MainWindow(base, prefs, extractor=shared_extractor, thumbnail_dir=tmp_path / "thumbs",
-                            serve_api=False)
+                            serve_api=serve_api)
         windows.append(window)
         qtbot.addWidget(window)
         window.show()
@@ -508,3 +508,20 @@ def test_index_of_another_model_explains_the_mismatch(qtbot, make_window, tmp_pa
     qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=WAIT_MS)
     assert window.error_box.windowTitle() == "The index was built with another model"
     assert "random-0" in window.error_box.text()
+
+
+def test_the_embedded_api_starts_and_stops_with_the_window(qtbot, make_window, indexed_data):
+    import json
+    import urllib.error
+    import urllib.request
+
+    window = make_window(indexed_data, serve_api=True)
+    qtbot.waitUntil(lambda: window.api is not None, timeout=WAIT_MS)
+    url = window.api.url
+    assert url.startswith("http://127.0.0.1:") and url in window.status_api.text()
+    with urllib.request.urlopen(f"{url}/api/health", timeout=10) as response:
+        health = json.load(response)
+    assert health["count"] == window.engine.store.count() > 0
+    window.close()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{url}/api/health", timeout=5)
