@@ -16,12 +16,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.config import Settings
 from core.engine import Engine
-from core.model import INPUT_SIZE, Extractor, resolve_weights
+from core.model import Extractor, resolve_weights
 from core.store import open_store
 
 log = logging.getLogger(__name__)
@@ -129,18 +128,13 @@ def open_engine(settings: Settings, new_descriptor: str, extractors: Sequence[Ex
 
 
 def warm_up(engine: Engine) -> Extractor:
-    """Build VGG16 if needed and run one blank image through it, with the cyclic garbage collector paused.
-
-    Tracing the graph (on the first embed) right where the model was built, in one call, is deliberate:
-    when the first trace ran in a later worker job, with other work (decoding, the GUI) in between,
-    TensorFlow intermittently crashed with a segmentation fault inside graph building. Every later embed
-    runs the traced graph. The collector is paused so that no thread frees TensorFlow objects meanwhile."""
+    """Build VGG16 if needed (the Extractor runs its first batch where it is built), with the cyclic garbage
+    collector paused: when TensorFlow is the runtime, objects freed from another thread while its graph was
+    being built and traced intermittently crashed it (segmentation faults seen under heavy load)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        extractor = engine.extractor()
-        extractor.embed(np.zeros((1, *INPUT_SIZE, 3), np.uint8))
+        return engine.extractor()
     finally:
         if collecting:
             gc.enable()
-    return extractor
