@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -30,7 +29,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file, url_for
-from PIL import Image
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
@@ -47,10 +45,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, se
 
 from core import __version__
 from core.config import Settings
-from core.images import ImageError, load_image
+from core.images import ImageError
 from core.jobs import JobRegistry
 from core.model import WeightsError
 from core.store.base import Hit, IdentityMismatch, ImageRecord, SearchFilter, StoreError
+from core.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -105,7 +104,7 @@ def create_app(engine: Engine, settings: Settings) -> Flask:
         engine=engine,
         settings=settings,
         jobs=JobRegistry(engine.index),
-        thumbnails=ThumbnailCache(Path(settings.data_dir).expanduser() / "cache" / "thumbnails"),
+        thumbnails=ThumbnailCache(Path(settings.data_dir).expanduser() / "cache" / "thumbnails", THUMB_SIZE),
         upload_limit=upload_limit,
         token=settings.api_token.encode("utf-8") if settings.api_token else None,
         cors_origins=parse_origins(settings.api_cors_origins),
@@ -455,43 +454,6 @@ def indexed_file(record: ImageRecord) -> os.stat_result:
     return stat
 
 
-class ThumbnailCache:
-    """JPEG thumbnails on disk, keyed by id and the file's current mtime (a changed file gets a new one)."""
-
-    def __init__(self, folder: Path, size: int = THUMB_SIZE):
-        self.folder = folder
-        self.size = size
-
-    def get(self, record: ImageRecord, stat: os.stat_result) -> tuple[Path, str]:
-        key = f"{record.id}-{stat.st_mtime_ns}-{self.size}"
-        path = self.folder / f"{key}.jpg"
-        if not path.is_file():
-            self._render(record.path, path)
-            self._remove_stale(record.id, keep=path)
-        return path, key
-
-    def _render(self, source: str, target: Path) -> None:
-        try:
-            image = load_image(source, draft=(self.size, self.size)).image
-        except ImageError as exc:
-            raise NotFound(f"the indexed file can no longer be decoded: {exc.reason}") from None
-        image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            # Write then rename: concurrent requests for one thumbnail never read a half-written file.
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
-            with os.fdopen(fd, "wb") as out:
-                image.save(out, "JPEG", quality=85, optimize=True)
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise ServiceUnavailable(f"cannot write the thumbnail cache in {self.folder}: {exc}") from None
-
-    def _remove_stale(self, image_id: str, keep: Path) -> None:
-        for old in self.folder.glob(f"{image_id}-*.jpg"):
-            if old != keep:
-                old.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Routes
 # ---------------------------------------------------------------------------------------------------
@@ -531,7 +493,14 @@ def similar(image_id: str) -> Response:
 @api.get("/images/<image_id>/thumbnail")
 def thumbnail(image_id: str) -> Response:
     record = indexed_record(image_id)
-    path, key = ctx().thumbnails.get(record, indexed_file(record))
+    mtime_ns = indexed_file(record).st_mtime_ns
+    try:
+        path = ctx().thumbnails.path(record.id, mtime_ns, record.path)
+    except ImageError as exc:
+        raise NotFound(f"the indexed file can no longer be decoded: {exc.reason}") from None
+    except OSError as exc:
+        raise ServiceUnavailable(f"cannot write the thumbnail cache in {ctx().thumbnails.folder}: {exc}") from None
+    key = path.stem
     response = send_file(path, mimetype="image/jpeg", etag=key, conditional=True, max_age=THUMB_MAX_AGE_S)
     response.cache_control.public = False
     response.cache_control.private = True

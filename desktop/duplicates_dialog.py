@@ -110,7 +110,7 @@ class DuplicatesDialog(QDialog):
                 top.addChild(item)
                 key = thumbnail_key(record)
                 self._items.setdefault(key, []).append(item)
-                self._loader.request(key, record.path)
+                self._loader.request(record)
             top.setExpanded(True)
         total = sum(len(g) for g in groups)
         self.status.setText(f"{len(groups)} groups, {total} images" if groups else "No near-duplicates found.")

@@ -116,7 +116,7 @@ class ResultsModel(QAbstractListModel):
             return pixmap
         if key not in self._requested and key not in self._unreadable:
             self._requested.add(key)
-            self._loader.request(key, hit.record.path)
+            self._loader.request(hit.record)
         return None
 
     def thumbnail_ready(self, row: int) -> bool:

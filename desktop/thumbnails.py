@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from PySide6.QtGui import QImage
 from core.config import APP_NAME
 from core.images import ImageError, LoadedImage, load_image
 from core.store import ImageRecord
+from core.thumbnails import ThumbnailCache
+from core.thumbnails import thumbnail_key as core_thumbnail_key
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ def default_cache_dir() -> Path:
 
 
 def thumbnail_key(record: ImageRecord) -> str:
-    """Changes when the file does, so an edited image never shows a stale thumbnail."""
-    return f"{record.id}-{record.mtime_ns}"
+    return core_thumbnail_key(record.id, record.mtime_ns)
 
 
 def decode_thumbnail(source: str | bytes, size: int) -> QImage:
@@ -60,17 +60,19 @@ class ThumbnailLoader(QObject):
     def __init__(self, size: int, cache_dir: Path | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.size = size
-        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        self.cache = ThumbnailCache(cache_dir if cache_dir is not None else default_cache_dir(), CACHE_SIZE)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(DECODE_THREADS)
         self._lock = threading.Lock()
-        self._pending: dict[str, str] = {}  # key -> path; insertion order = request order
+        self._pending: dict[str, ImageRecord] = {}  # key -> record; insertion order = request order
         self._closed = False
 
-    def request(self, key: str, path: str) -> None:
+    def request(self, record: ImageRecord) -> None:
+        """Ask for `record`'s thumbnail; `loaded` answers with thumbnail_key(record)."""
+        key = thumbnail_key(record)
         with self._lock:
             queued = self._pending.pop(key, None) is not None
-            self._pending[key] = path  # (re)inserted as the newest
+            self._pending[key] = record  # (re)inserted as the newest
         if not queued:
             self._pool.start(self._work)
 
@@ -89,34 +91,24 @@ class ThumbnailLoader(QObject):
         with self._lock:
             if self._closed or not self._pending:
                 return
-            key, path = self._pending.popitem()  # newest first
+            key, record = self._pending.popitem()  # newest first
         try:
-            image = self._thumbnail(key, path)
+            image = self._thumbnail(record)
         except ImageError:
             image = QImage()
         except Exception:  # a thumbnail must never take the app down
-            log.exception("thumbnail of %s", path)
+            log.exception("thumbnail of %s", record.path)
             image = QImage()
         if not self._closed:
             self.loaded.emit(key, image)
 
-    def _thumbnail(self, key: str, path: str) -> QImage:
-        cached = self.cache_dir / f"{key}.jpg"
-        image = QImage(str(cached)) if cached.is_file() else QImage()
-        if image.isNull():
-            image = decode_thumbnail(path, CACHE_SIZE)
-            self._store(cached, image)
+    def _thumbnail(self, record: ImageRecord) -> QImage:
+        try:
+            image = QImage(str(self.cache.path(record.id, record.mtime_ns, record.path)))
+        except OSError as exc:  # the disk cache is optional: decode in memory instead
+            log.debug("thumbnail cache %s: %s", self.cache.folder, exc)
+            image = decode_thumbnail(record.path, CACHE_SIZE)
         if max(image.width(), image.height()) > self.size:
             image = image.scaled(self.size, self.size, Qt.AspectRatioMode.KeepAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
         return image
-
-    def _store(self, cached: Path, image: QImage) -> None:
-        """Write atomically (a crash never leaves half a JPEG); the cache is optional, so errors are ignored."""
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_name(f".{cached.name}.{threading.get_ident()}.tmp")
-            if image.save(str(partial), "JPG", 85):
-                os.replace(partial, cached)
-        except OSError as exc:
-            log.debug("thumbnail cache %s: %s", cached, exc)
