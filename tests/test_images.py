@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,10 +88,34 @@ def test_unreadable_and_missing_files(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")  # reading it would block forever
     with pytest.raises(ImageError, match="not a regular file"):
         load_image(tmp_path / "pipe.jpg")
-    locked = tmp_path / "locked.jpg"
-    locked.write_bytes(jpeg_bytes(gradient()))
-    locked.chmod(0)
-    if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode")
-    with pytest.raises(ImageError, match="permission"):
-        load_image(locked)
+
+
+def test_a_file_without_read_permission(monkeypatch):
+    folder = Path(tempfile.mkdtemp(prefix="locked-"))  # world-traversable, unlike pytest's tmp_path
+    try:
+        folder.chmod(0o755)
+        locked = folder / "locked.jpg"
+        locked.write_bytes(jpeg_bytes(gradient()))
+        locked.chmod(0)
+        if os.geteuid() != 0:
+            with pytest.raises(ImageError, match="permission denied"):
+                load_image(locked)
+            return
+        # Root reads any file, so check as an unprivileged user in a child process.
+        code = ("import sys; from core.images import ImageError, load_image\n"
+                "try: load_image(sys.argv[1])\nexcept ImageError as e: print(e.reason)")
+        drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        out = subprocess.run([*drop, sys.executable, "-c", code, str(locked)], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], timeout=60)
+        if out.returncode == 0:
+            assert out.stdout.strip() == "permission denied", out.stderr
+        else:  # this checkout is not readable by that user: refuse the read the way the kernel would
+
+            def refuse(self):
+                raise PermissionError(13, "Permission denied", str(self))
+
+            monkeypatch.setattr(Path, "read_bytes", refuse)
+            with pytest.raises(ImageError, match="permission denied"):
+                load_image(locked)
+    finally:
+        shutil.rmtree(folder)
