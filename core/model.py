@@ -155,9 +155,6 @@ class Extractor:
                 parts.append(gem_pool(raw) if self.descriptor == "gem" else raw)
         return l2_normalize(np.concatenate(parts))
 
-    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.embed(np.stack([to_model_pixels(img) for img in images]))
-
 
 def _build_forward(descriptor: str, weights: WeightsSource, runtime: str):
     """A function from preprocessed float32 batches to fc1 or block5_conv3 activations (NumPy, NHWC)."""

@@ -80,8 +80,6 @@ class EmbeddedStore:
             self._refresh_cache()
             try:
                 with self._db:
-                    # A path may come back under a new id only if ids change; delete by path keeps UNIQUE safe.
-                    self._db.executemany("DELETE FROM images WHERE path = ? AND id != ?", [(r[1], r[0]) for r in rows])
                     self._db.executemany(f"INSERT OR REPLACE INTO images ({RECORD_COLUMNS}, vector) "
                                          "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
             except sqlite3.Error as exc:
