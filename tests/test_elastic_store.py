@@ -131,6 +131,26 @@ def test_identity_lives_in_the_mapping_behind_an_alias(elastic_store, es_url, es
     assert elastic_store.index_name(ModelIdentity("fc1", 4096, "md5:ABC123")) == f"{es_alias}-fc1-4096-md5-abc123"
 
 
+def test_an_existing_index_is_searched_by_its_own_type(es_url, es_alias):
+    """bbq's 1-bit codes need more re-scoring than int8: the index's type decides, not the opener's default."""
+    identity = ModelIdentity("gem", 64, "random-0")
+    records, vectors = make_records(400), unit_vectors(400, 64, clusters=8)
+    builder = ElasticStore(es_url, es_alias, index_type="bbq_hnsw")
+    builder.initialize(identity)
+    builder.upsert(records, vectors)
+    builder.finish()
+    builder.close()
+    store = ElasticStore(es_url, es_alias)  # int8_hnsw for new indices
+    for q in (3, 200):
+        hits = store.knn(vectors[q], 10)
+        expected = exact_top(vectors, vectors[q], 10)
+        assert [h.record.id for h in hits] == [records[i].id for i in expected]
+        np.testing.assert_allclose([h.score for h in hits], vectors[expected] @ vectors[q], atol=1e-5)
+    clause = store._knn_clause(vectors[0], 10, SearchFilter())
+    assert clause["rescore_vector"] == {"oversample": 10.0} and clause["num_candidates"] == 50
+    store.close()
+
+
 def test_vectors_stay_out_of_source_but_come_back(elastic_store, es_alias):
     elastic_store.initialize(IDENTITY)
     vectors = unit_vectors(3, 32)

@@ -15,8 +15,8 @@ Choices, and why:
   the file name or the folder): a hidden keyword field `words` holds the casefolded name and folder, and
   each word becomes a `*word*` wildcard on it, inside the kNN `filter` so that k hits still come back.
 - Searches use the `knn` *query*, not the top-level `knn` section: the section runs its own search
-  phase (a "DFS" round before the query phase) that costs ~4 ms a query here, more than the HNSW
-  walk itself at 10k x 4096-d. With one shard and `k` set, both give the same hits.
+  phase (a "DFS" round before the query phase) that cost 3-10 ms a query in bench/knn.py, more than
+  the HNSW walk itself (100k x 4096-d: 14 ms p50 against 3.9 ms for the same query).
 - Writes go through the bulk API with the document id as `_id` (re-running an ingest replaces, never
   duplicates), with backoff on 429/5xx, and no refresh per batch: `finish()` refreshes once. So reads
   other than `get` (a realtime lookup) see new writes after `finish()`, or the server's 1 s refresh.
@@ -57,7 +57,12 @@ from core.store.base import Hit, IdentityMismatch, ImageRecord, ModelIdentity, S
 
 SCHEMA = 1  # bump when the mapping changes in a way old indices cannot serve
 MAX_CANDIDATES = 10_000  # Elasticsearch's limit for num_candidates, so also for k
-OVERSAMPLE = 3.0  # quantized candidates gathered per hit, then re-scored with the float vectors
+# Search tuning, measured with bench/knn.py on clustered unit vectors, 100k x 512-d and x 4096-d, k=10:
+# 5 HNSW candidates per hit (at least 50) keep recall@10 >= 0.999 with int8; 10 per hit cost 1.2-1.9x
+# the latency for no gain. Then `oversample` quantized hits per hit are re-scored with the float
+# vectors: 3 for int8 (recall 0.92 -> 1.0); bbq's 1-bit codes need 10 (3 gives 0.73, 10 gives 0.998).
+CANDIDATES_PER_HIT, MIN_CANDIDATES = 5, 50
+OVERSAMPLE, OVERSAMPLE_BBQ = 3.0, 10.0
 # The server may apply a min score to the quantized estimate (int8 is off by up to ~0.03, bbq by more),
 # so it gets a lower bar and the exact bar is applied to the re-scored hits here. A wide margin costs
 # little: the k best still come back, only more of the hits below the bar travel.
@@ -116,6 +121,7 @@ class ElasticStore:
         self._writer = self._es.options(request_timeout=max(timeout_s, WRITE_TIMEOUT_S))
         self._lock = threading.Lock()
         self._identity: ModelIdentity | None = None  # cached once known: an alias never changes identity
+        self._oversample = OVERSAMPLE  # set from the index's own type when its identity is read
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticStore:
@@ -224,7 +230,7 @@ class ElasticStore:
     def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
         filters = filters or SearchFilter()
         k = min(k, MAX_CANDIDATES)
-        if k <= 0:
+        if k <= 0 or self.identity is None:  # no index yet: nothing to find
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         want = k
@@ -241,6 +247,8 @@ class ElasticStore:
 
     def near_pairs(self, threshold: float) -> Iterator[tuple[str, str, float]]:
         """One kNN query per image (batched in _msearch); a pair is reported once, as (smaller id, larger id)."""
+        if self.identity is None:  # no index yet: no pairs
+            return
         seen: set[tuple[str, str]] = set()  # a pair is usually found from both of its ends
         batch: list[tuple[str, np.ndarray]] = []
         with self._guard("find near-duplicate images"):
@@ -276,12 +284,16 @@ class ElasticStore:
                 raise StoreError(f"the Elasticsearch alias {self.alias!r} at {self.url} points to "
                                  f"{len(aliases)} indices ({', '.join(sorted(aliases))}); it must point to one")
             index = next(iter(aliases))
-            meta = self._es.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+            mappings = self._es.indices.get_mapping(index=index)[index]["mappings"]
+            meta = mappings.get("_meta", {})
         if "identity" not in meta:
             raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was not made by image-search "
                              "(no model identity in its mapping); use another --es-index")
         if int(meta.get("schema", 0)) > SCHEMA:
             raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was made by a newer image-search")
+        # The index's own type, not self.index_type (which is for new indices), sets the re-scoring.
+        index_type = mappings["properties"]["vector"].get("index_options", {}).get("type", "")
+        self._oversample = OVERSAMPLE_BBQ if index_type.startswith("bbq") else OVERSAMPLE
         return ModelIdentity.from_dict(meta["identity"])
 
     def _create(self, identity: ModelIdentity) -> None:
@@ -311,9 +323,8 @@ class ElasticStore:
             "field": "vector",
             "query_vector": query,
             "k": k,
-            # More candidates per shard = better recall, slower; 10x k is the usual sweet spot.
-            "num_candidates": min(MAX_CANDIDATES, max(100, 10 * k)),
-            "rescore_vector": {"oversample": OVERSAMPLE},
+            "num_candidates": min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)),
+            "rescore_vector": {"oversample": self._oversample},
         }
         words = [w.casefold() for w in filters.words()]
         if words:
