@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from PIL import Image
 
+from core import thumbnails
 from core.images import ImageError
 from core.thumbnails import ThumbnailCache
 
@@ -26,3 +30,23 @@ def test_an_undecodable_file_is_an_image_error(tmp_path):
     bad.write_text("not an image")
     with pytest.raises(ImageError):
         ThumbnailCache(tmp_path / "thumbs", 64).path("x", 1, str(bad))
+
+
+def test_the_least_recently_shown_go_first_when_the_cache_is_full(tmp_path, photo_dir):
+    cache = ThumbnailCache(tmp_path / "thumbs", 64, max_bytes=10**9)
+    sources = sorted(photo_dir.glob("*.jpg"))[:3]
+    paths = [cache.path(f"id{i}", 1, str(s)) for i, s in enumerate(sources)]
+    for age, path in zip((300, 200, 100), paths, strict=True):  # id0 shown longest ago, id2 most recently
+        os.utime(path, ns=(time.time_ns() - age * 10**9, path.stat().st_mtime_ns))
+    cache.path("id0", 1, str(sources[0]))  # shown again: now the most recent
+    cache.max_bytes = paths[0].stat().st_size + paths[2].stat().st_size
+    assert cache.prune() == 1
+    assert [p.exists() for p in paths] == [True, False, True]
+
+
+def test_writing_keeps_the_cache_within_its_limit(tmp_path, photo_dir, monkeypatch):
+    monkeypatch.setattr(thumbnails, "PRUNE_EVERY", 1)
+    cache = ThumbnailCache(tmp_path / "thumbs", 64, max_bytes=1)  # smaller than any thumbnail
+    cache.path("a", 1, str(photo_dir / "rocket.jpg"))
+    newest = cache.path("b", 1, str(photo_dir / "rocket.jpg"))
+    assert list((tmp_path / "thumbs").iterdir()) == [newest]  # "a" made room; the one asked for stays
