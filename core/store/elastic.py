@@ -59,8 +59,9 @@ SCHEMA = 1  # bump when the mapping changes in a way old indices cannot serve
 MAX_CANDIDATES = 10_000  # Elasticsearch's limit for num_candidates, so also for k
 # Search tuning, measured with bench/knn.py on clustered unit vectors, 100k x 512-d and x 4096-d, k=10:
 # 5 HNSW candidates per hit (at least 50) keep recall@10 >= 0.999 with int8; 10 per hit cost 1.2-1.9x
-# the latency for no gain. Then `oversample` quantized hits per hit are re-scored with the float
-# vectors: 3 for int8 (recall 0.92 -> 1.0); bbq's 1-bit codes need 10 (3 gives 0.73, 10 gives 0.998).
+# the latency for at most 0.001 more recall. Then `oversample` quantized hits per hit are re-scored with
+# the float vectors: 3 for int8 (recall 0.92-0.95 -> 0.999-1.0); bbq's 1-bit codes need 10 (3 gives
+# 0.70-0.74, 10 gives 0.998).
 CANDIDATES_PER_HIT, MIN_CANDIDATES = 5, 50
 OVERSAMPLE, OVERSAMPLE_BBQ = 3.0, 10.0
 # The server may apply a min score to the quantized estimate (int8 is off by up to ~0.03, bbq by more),
