@@ -90,8 +90,8 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
         segments = sum(len(shard[0]["segments"]) for shard in
                        store._es.indices.segments(index=alias)["indices"][store.index_name(identity)]["shards"].values())
         # Warm-up with other queries from the same clusters: a server that has been answering for a while
-        # has its JIT done and the graph and vectors in the page cache; 20 queries were not enough for
-        # that at 100k x 4096-d (p50 3.9 ms measured after 20, 2.1 ms after ~1000).
+        # has its JIT done and the graph and vectors in the page cache. 20 queries were not enough: the
+        # first config of a run (512-d x 10k, int8_hnsw) measured 4.8 ms p50 after 20, 2.8 ms after 500.
         for q in warm_up:
             store.knn(q, k)
         latencies, found = [], 0
