@@ -16,7 +16,7 @@ Choices, and why:
   each word becomes a `*word*` wildcard on it, inside the kNN `filter` so that k hits still come back.
 - Searches use the `knn` *query*, not the top-level `knn` section: the section runs its own search
   phase (a "DFS" round before the query phase) that cost 3-10 ms a query in bench/knn.py, more than
-  the HNSW walk itself (100k x 4096-d: 14 ms p50 against 3.9 ms for the same query).
+  the HNSW walk itself (100k x 4096-d: 14.0 ms p50 against 4.2 ms for the same query).
 - Writes go through the bulk API with the document id as `_id` (re-running an ingest replaces, never
   duplicates), with backoff on 429/5xx, and no refresh per batch: `finish()` refreshes once. So reads
   other than `get` (a realtime lookup) see new writes after `finish()`, or the server's 1 s refresh.
