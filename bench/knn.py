@@ -7,10 +7,12 @@
 For each DIMS:COUNT config: synthetic clustered unit vectors (uniform random ones make every neighbour
 equally far, so recall would mean little), held-out queries from the same clusters, exact top-k from
 NumPy, then per index type: bulk ingest through ElasticStore.upsert (docs/s), p50/p95 latency of
-ElasticStore.knn as the app calls it, and recall@k against the exact answer. `flat` is the exhaustive
-baseline (every vector compared); the original project's `script_score` scan needs the Painless module,
-which the test distribution lacks, and is tried and reported as unavailable there. Also: one `index`
-request per document (the original project's pattern) against bulk, on a sample.
+ElasticStore.knn as the app calls it, after a warm-up, and recall@k against the exact answer. `flat` is
+the exhaustive baseline (every vector compared); the original project's `script_score` scan needs the
+Painless module, which the test distribution lacks, and is tried and reported as unavailable there.
+Also per type: the p50 of the warm-up's first queries (a fresh server's JIT has not compiled the search
+yet), and of an empty request, the floor under any latency here; and one `index` request per document
+(the original project's pattern) against bulk, on a sample.
 
 The server's Java matters: on 21+ Elasticsearch uses SIMD (Panama and its native vector library) for
 both HNSW and `flat`; on 17 it falls back to scalar code. The JSON names the JVM that ran.
