@@ -9,7 +9,7 @@ import threading
 import time
 
 from core import __version__
-from core.config import BACKENDS, DESCRIPTORS, RUNTIMES, ConfigError, Settings
+from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
 from core.images import ImageError
 from core.model import WeightsError
 from core.store import SearchFilter, StoreError
@@ -19,24 +19,9 @@ USER_ERRORS = (ConfigError, StoreError, WeightsError, ImageError, LookupError)
 
 def global_options() -> argparse.ArgumentParser:
     """Options accepted before or after the command; each also has an IMAGE_SEARCH_* variable."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("index and model (also IMAGE_SEARCH_<NAME> environment variables)")
-    S = argparse.SUPPRESS
-    g.add_argument("--backend", choices=BACKENDS, default=S, help="index backend (default: embedded)")
-    g.add_argument("--data-dir", default=S, help="folder of the embedded index (default: the user data folder)")
-    g.add_argument("--weights", default=S, help="'imagenet' (default), a VGG16 .h5 file, or 'random' (tests only)")
-    g.add_argument("--descriptor", choices=DESCRIPTORS, default=S, help="for a new index (default: gem)")
-    g.add_argument("--batch-size", type=int, default=S, help="images per VGG16 batch (default: 16)")
-    g.add_argument("--runtime", choices=RUNTIMES, default=S,
-                   help="run VGG16 on onnxruntime or tensorflow (default: auto, onnxruntime when installed)")
-    g.add_argument("--es-url", default=S, help="Elasticsearch URL (default: http://127.0.0.1:9200)")
-    g.add_argument("--es-index", default=S, help="Elasticsearch index alias (default: image-search)")
-    g.add_argument("--es-api-key", default=S)
-    g.add_argument("--es-username", default=S)
-    g.add_argument("--es-password", default=S)
-    g.add_argument("--es-ca-certs", default=S, help="CA certificate file for an https Elasticsearch")
-    g.add_argument("--config", default=S, help="TOML config file (default: the user config folder)")
-    return p
+    parser = argparse.ArgumentParser(add_help=False)
+    add_setting_arguments(parser)
+    return parser
 
 
 def search_options() -> argparse.ArgumentParser:
@@ -49,26 +34,12 @@ def search_options() -> argparse.ArgumentParser:
     return p
 
 
-def gui_options() -> argparse.ArgumentParser:
-    """The desktop app's own options (`image-search gui ...` and `python -m desktop ...`)."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--query", metavar="IMAGE", help="search with this image once the window is open")
-    p.add_argument("--screenshot", metavar="OUT.png",
-                   help="save the window as a PNG once the results' thumbnails are drawn, then exit")
-    p.add_argument("--self-test", action="store_true",
-                   help="open the window (offscreen unless QT_QPA_PLATFORM says otherwise), check that it "
-                   "shows and the index opens, print the findings as JSON and exit (0 = fine)")
-    p.add_argument("--timeout", type=float, default=180.0,
-                   help="seconds --screenshot and --self-test wait before giving up (default: 180)")
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = global_options()
     parser = argparse.ArgumentParser(
         prog="image-search", parents=[common],
         description="Find visually similar images in your collection (VGG16 descriptors). "
-        "Without a command, opens the desktop app.",
+        "Without a command (or with `gui`), `image-search` opens the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"image-search {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -90,29 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: 5000)")
     p.add_argument("--token", help="bearer token required by /api (needed when binding beyond loopback)")
-    sub.add_parser("gui", parents=[common, gui_options()], help="open the desktop app (the default)")
     return parser
 
 
-SETTING_ARGS = ("backend", "data_dir", "weights", "descriptor", "batch_size", "runtime", "es_url", "es_index",
-                "es_api_key", "es_username", "es_password", "es_ca_certs")
-
-
 def settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name) for name in SETTING_ARGS if hasattr(args, name)}
     if args.command == "serve":
-        overrides.update(api_host=args.host, api_port=args.port, api_token=args.token)
-    return Settings.load(overrides, config_file=getattr(args, "config", None))
+        return settings_from_arguments(args, api_host=args.host, api_port=args.port, api_token=args.token)
+    return settings_from_arguments(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command in (None, "gui"):
-        from desktop.app import (
-            run as run_gui,  # Qt is imported only for the desktop app
-        )
-
-        return run_gui(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
     try:
         settings = settings_from(args)
         if args.command == "serve":

@@ -6,6 +6,7 @@ with the same keys as the fields below, e.g. `backend = "elasticsearch"`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import tomllib
@@ -14,37 +15,57 @@ from pathlib import Path
 
 import platformdirs
 
+from core.errors import CONFIG, UserError
+
 APP_NAME = "image-search"
 BACKENDS = ("embedded", "elasticsearch")
 DESCRIPTORS = ("gem", "fc1")
 RUNTIMES = ("auto", "onnxruntime", "tensorflow")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A setting has a value we cannot use. The message says which and why."""
+
+    kind = CONFIG
+
+
+def setting(default, help: str, *, flag: bool = True, choices: tuple[str, ...] | None = None,
+            secret: bool = False, factory=None):
+    """A Settings field with what every front end derives from it: its help text, whether it has a
+    command-line flag (`--name-with-dashes`), its choices, and whether it is secret (never shown)."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "secret": secret}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
-    backend: str = "embedded"
-    data_dir: str = field(default_factory=lambda: platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    # "imagenet" (Keras cache / download / bundled copy), "random" (tests and demos only), or a .h5 path
-    weights: str = "imagenet"
-    descriptor: str | None = None  # None: an existing index's own, "gem" for a new one
-    batch_size: int = 16
-    runtime: str = "auto"  # VGG16 on "onnxruntime" (faster; "auto" when installed) or "tensorflow"
-    es_url: str = "http://127.0.0.1:9200"
-    es_index: str = "image-search"
-    es_api_key: str | None = None
-    es_username: str | None = None
-    es_password: str | None = None
-    es_ca_certs: str | None = None
-    es_timeout_s: float = 5.0
-    api_host: str = "127.0.0.1"
-    api_port: int = 5000
-    api_token: str | None = None  # required when api_host is not a loopback address
-    api_cors_origins: str | None = None  # comma separated; CORS stays off when empty
-    max_upload_mb: float = 20.0
+    """Every setting, defined once: the CLI's flags, the IMAGE_SEARCH_<NAME> variables, the config file's
+    keys and the desktop's preferences are all derived from these fields."""
+
+    backend: str = setting("embedded", "index backend", choices=BACKENDS)
+    data_dir: str = setting(None, "folder of the embedded index (default: the user data folder)",
+                            factory=lambda: platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    weights: str = setting("imagenet", "'imagenet', a VGG16 .h5 file, or 'random' (tests only)")
+    descriptor: str | None = setting(None, "descriptor of a new index (gem when unset; an index keeps its own)",
+                                     choices=DESCRIPTORS)
+    batch_size: int = setting(16, "images per VGG16 batch")
+    runtime: str = setting("auto", "run VGG16 on this runtime (auto: the fastest installed)", choices=RUNTIMES)
+    es_url: str = setting("http://127.0.0.1:9200", "Elasticsearch URL")
+    es_index: str = setting("image-search", "Elasticsearch index alias")
+    es_api_key: str | None = setting(None, "Elasticsearch API key", secret=True)
+    es_username: str | None = setting(None, "Elasticsearch user name")
+    es_password: str | None = setting(None, "Elasticsearch password", secret=True)
+    es_ca_certs: str | None = setting(None, "CA certificate file for an https Elasticsearch")
+    es_timeout_s: float = setting(5.0, "seconds to wait for Elasticsearch before a clear error", flag=False)
+    api_host: str = setting("127.0.0.1", "address the HTTP API binds", flag=False)
+    api_port: int = setting(5000, "port of the HTTP API", flag=False)
+    api_token: str | None = setting(None, "bearer token required by /api (needed beyond loopback)", flag=False,
+                                    secret=True)
+    api_cors_origins: str | None = setting(None, "comma-separated origins allowed by CORS (off when empty)",
+                                           flag=False)
+    max_upload_mb: float = setting(20.0, "largest accepted upload, MB", flag=False)
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -80,6 +101,36 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (in {path} or the environment)")
         return cls(**{k: _coerce(known[k], v) for k, v in values.items()}).validate()
+
+
+def setting_fields() -> tuple[dataclasses.Field, ...]:
+    """Every Settings field, in order; `field.metadata` holds help, flag, choices and secret."""
+    return dataclasses.fields(Settings)
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a `--name-with-dashes` option for every setting with a flag, plus `--config`. Unset options
+    stay absent from the namespace (argparse.SUPPRESS), so lower layers (env, file) show through."""
+    group = parser.add_argument_group("index and model (also IMAGE_SEARCH_<NAME> environment variables)")
+    for f in setting_fields():
+        if not f.metadata["flag"]:
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f" (default: {default})" if default is not None and not f.metadata["secret"] else ""
+        group.add_argument(f"--{f.name.replace('_', '-')}", type=kind, choices=f.metadata["choices"],
+                           default=argparse.SUPPRESS, help=f.metadata["help"] + shown)
+    group.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (default: the user config folder)")
+
+
+def flagged_settings(args: argparse.Namespace) -> dict:
+    """The settings given as flags in `args` (parsed with add_setting_arguments)."""
+    return {f.name: getattr(args, f.name) for f in setting_fields() if hasattr(args, f.name)}
+
+
+def settings_from_arguments(args: argparse.Namespace, **overrides) -> Settings:
+    """Settings.load with the flags in `args` (and `overrides`, None = unset) on top."""
+    return Settings.load({**flagged_settings(args), **overrides}, config_file=getattr(args, "config", None))
 
 
 def default_config_file() -> Path:

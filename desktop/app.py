@@ -16,8 +16,7 @@ import time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from core.cli import settings_from
-from core.config import ConfigError
+from core.config import ConfigError, settings_from_arguments
 from desktop.compat import broken_pyside
 from desktop.main_window import MainWindow
 from desktop.preferences import APPLICATION, ORGANIZATION, Preferences, locked_keys
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationDisplayName("Image Search")
     apply_style(app)
     try:
-        window = MainWindow(settings_from(args), Preferences(), locked=locked_keys(args),
+        window = MainWindow(settings_from_arguments(args), Preferences(), locked=locked_keys(args),
                             preload_model=not self_test, serve_api=not self_test)
     except ConfigError as exc:
         if self_test or screenshot:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from core.cli import SETTING_ARGS
-from core.config import DESCRIPTORS, Settings
+from core.config import DESCRIPTORS, Settings, flagged_settings
 
 ORGANIZATION = "image-search"
 APPLICATION = "desktop"
@@ -48,7 +47,7 @@ class Choices:
 
 def locked_keys(args: argparse.Namespace) -> frozenset[str]:
     """Settings given explicitly for this launch (flags or environment): the stored preferences yield to them."""
-    flags = {name for name in SETTING_ARGS if hasattr(args, name)}
+    flags = set(flagged_settings(args))
     env = {f.name for f in dataclasses.fields(Settings) if os.environ.get(f"IMAGE_SEARCH_{f.name.upper()}")}
     return frozenset(flags | env)
 

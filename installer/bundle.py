@@ -15,7 +15,7 @@ from pathlib import Path
 APP_NAME = "image-search"
 
 # Our own packages, collected whole: core imports some modules lazily (the Elasticsearch store, the HTTP
-# API) and the desktop app is reached only through a function-level import in core.cli.
+# API) and the desktop app is reached only through a function-level import in image_search.py.
 OWN_PACKAGES = ("core", "desktop")
 
 # Python modules that must never be bundled. Each is either test-only or an optional import that the

@@ -1,6 +1,6 @@
 """Entry point of the frozen `image-search` app (PyInstaller runs this file as __main__).
 
-    image-search [global options] [COMMAND ...]   the CLI (core.cli); no command opens the desktop app
+    image-search [global options] [COMMAND ...]   the CLI; no command opens the desktop app (image_search.py)
     image-search --self-test                      build the main window offscreen and exit 0 (desktop)
     image-search --diagnose                       print, as JSON, what the bundle holds and whether text renders
 
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--diagnose"]:
         return diagnose(folder, info)
     _hide_own_console_on_windows(argv)
-    from core.cli import main as cli_main
+    from image_search import main as image_search_main
 
-    return cli_main(argv)
+    return image_search_main(argv)
 
 
 if __name__ == "__main__":

@@ -113,15 +113,23 @@ def test_screenshot_of_a_non_image_fails_cleanly(tmp_path, small_index):
 
 
 def test_image_search_without_a_command_opens_the_app(monkeypatch):
-    import core.cli
     import desktop.app
+    import image_search
 
     calls = []
     monkeypatch.setattr(desktop.app, "run", lambda args: calls.append(args) or 7)
-    assert core.cli.main([]) == 7
-    assert core.cli.main(["gui", "--weights", "random"]) == 7
-    assert calls[0].command is None and calls[1].weights == "random"
+    assert image_search.main([]) == 7
+    assert image_search.main(["gui", "--weights", "random"]) == 7
+    assert image_search.main(["--weights", "random", "--query", "info"]) == 7  # an option's value is no command
+    assert calls[1].weights == "random" and calls[2].query == "info"
     assert locked_keys(calls[1]) == {"weights"}
+
+
+def test_image_search_with_a_command_runs_the_cli(capsys, tmp_path):
+    import image_search
+
+    assert image_search.main(["--weights", "random", "--data-dir", str(tmp_path), "info", "--json"]) == 0
+    assert '"count": 0' in capsys.readouterr().out
 
 
 # == building blocks ================================================================================
