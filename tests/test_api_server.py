@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.api import ApiServer, ServerStartError
+from core.server import ApiServer, ServerStartError
 
 REPO = Path(__file__).resolve().parent.parent
 

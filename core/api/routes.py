@@ -1,0 +1,179 @@
+"""The /api routes: search, images (record, similar, thumbnail, file), index jobs, duplicates, health, openapi.
+
+Files are only ever served for indexed ids, never by a client path.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from pathlib import Path
+from stat import S_ISREG
+
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from werkzeug.exceptions import BadRequest, NotFound, ServiceUnavailable, UnsupportedMediaType
+
+from core.api.context import ctx
+from core.api.parsing import float_field, json_body, query_image, request_fields, search_params
+from core.api.shapes import record_json, results_json
+from core.images import ImageError
+from core.store.base import ImageRecord
+
+MAX_INDEX_PATHS = 100
+DUPLICATE_THRESHOLD = (0.5, 1.0)  # lower thresholds make near_pairs quadratic in the index size
+THUMB_MAX_AGE_S = 3600
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+@api.get("/health")
+def health() -> Response:
+    engine = ctx().engine
+    info = engine.info()
+    return jsonify(status="ok", backend=info["backend"], count=info["count"], model=info["model"],
+                   model_label=info["model_label"], model_loaded=engine.model_loaded, version=info["version"])
+
+
+@api.post("/search")
+def search() -> Response:
+    fields = request_fields()
+    k, filters = search_params(fields)
+    image = query_image(fields)
+    started = time.perf_counter()
+    return results_json(ctx().engine.search(image, k, filters), started)
+
+
+@api.get("/images/<image_id>")
+def image_record(image_id: str) -> Response:
+    return jsonify(record_json(indexed_record(image_id)))
+
+
+@api.get("/images/<image_id>/similar")
+def similar(image_id: str) -> Response:
+    k, filters = search_params(request.args)
+    record = indexed_record(image_id)  # by id only: Engine.similar would also take a path
+    started = time.perf_counter()
+    return results_json(ctx().engine.similar(record.id, k, filters), started)
+
+
+@api.get("/images/<image_id>/thumbnail")
+def thumbnail(image_id: str) -> Response:
+    record = indexed_record(image_id)
+    path = thumbnail_file(record)
+    response = send_file(path, mimetype="image/jpeg", etag=path.stem, conditional=True, max_age=THUMB_MAX_AGE_S)
+    response.cache_control.public = False
+    response.cache_control.private = True
+    return response
+
+
+@api.get("/images/<image_id>/file")
+def image_file(image_id: str) -> Response:
+    record = indexed_record(image_id)
+    stat = indexed_file(record)
+    guessed = mimetypes.guess_type(record.name)[0] or ""
+    # Only image types are declared; anything else goes out as opaque bytes (with nosniff) so that a
+    # file named .html can never be rendered as a page of this origin.
+    mimetype = guessed if guessed.startswith("image/") and guessed != "image/svg+xml" else "application/octet-stream"
+    response = send_file(record.path, mimetype=mimetype, conditional=True, max_age=0,
+                         etag=f"{record.id}-{stat.st_mtime_ns}-{stat.st_size}", last_modified=stat.st_mtime)
+    response.cache_control.private = True
+    return response
+
+
+@api.post("/index")
+def start_index() -> tuple[Response, int, dict]:
+    if not request.is_json:
+        raise UnsupportedMediaType('send JSON with Content-Type application/json: {"paths": ["/a/folder"]}')
+    paths = json_body().get("paths")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise BadRequest("'paths' must be a non-empty list of folder paths")
+    if len(paths) > MAX_INDEX_PATHS:
+        raise BadRequest(f"at most {MAX_INDEX_PATHS} paths per job")
+    folders = [existing_folder(p) for p in paths]
+    job = ctx().jobs.submit(folders)
+    status_url = url_for("api.job_status", job_id=job.id)
+    return jsonify(job_id=job.id, state=job.state, status_url=status_url), 202, {"Location": status_url}
+
+
+@api.get("/jobs")
+def list_jobs() -> Response:
+    return jsonify(jobs=ctx().jobs.all())
+
+
+@api.get("/jobs/<job_id>")
+def job_status(job_id: str) -> Response:
+    job = ctx().jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job has the id {job_id!r}")
+    return jsonify(job)
+
+
+@api.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> tuple[Response, int]:
+    job = ctx().jobs.cancel(job_id)
+    if job is None:
+        raise NotFound(f"no job has the id {job_id!r}")
+    # 202: a running job stops after its current file; poll the job for its final state.
+    return jsonify(job), 202 if job["state"] in ("queued", "running") else 200
+
+
+@api.get("/duplicates")
+def duplicates() -> Response:
+    low, high = DUPLICATE_THRESHOLD
+    threshold = float_field(request.args, "threshold", low, high, default=0.95)
+    groups = ctx().engine.duplicates(threshold)
+    return jsonify(threshold=threshold, groups=[[record_json(r) for r in group] for group in groups])
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(ctx().openapi)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def indexed_record(image_id: str) -> ImageRecord:
+    """The record of an indexed id. Only ids are accepted here: a client never names a file by path."""
+    record = ctx().engine.store.get(image_id)
+    if record is None:
+        raise NotFound(f"no indexed image has the id {image_id!r}")
+    return record
+
+
+def indexed_file(record: ImageRecord) -> os.stat_result:
+    """The stat of the record's file, checked to still be the regular file that was indexed.
+
+    The stored path is a real path: if it (or a folder above it) is a symlink now, it was replaced after
+    indexing and may point anywhere, so it is refused (NotFound).
+    """
+    try:
+        stat = os.lstat(record.path)
+        moved = os.path.realpath(record.path) != record.path
+    except (OSError, ValueError):
+        raise NotFound(f"the file of {record.id} is no longer at {record.path}") from None
+    if moved or not S_ISREG(stat.st_mode):
+        raise NotFound(f"the file of {record.id} is no longer the regular file that was indexed")
+    return stat
+
+
+def thumbnail_file(record: ImageRecord) -> Path:
+    """The cached JPEG thumbnail of the record's file (made now if needed). NotFound when the file is gone or
+    no longer decodes, ServiceUnavailable when the cache cannot be written."""
+    mtime_ns = indexed_file(record).st_mtime_ns
+    try:
+        return ctx().thumbnails.path(record.id, mtime_ns, record.path)
+    except ImageError as exc:
+        raise NotFound(f"the indexed file can no longer be decoded: {exc.reason}") from None
+    except OSError as exc:
+        raise ServiceUnavailable(f"cannot write the thumbnail cache in {ctx().thumbnails.folder}: {exc}") from None
+
+
+def existing_folder(path: str) -> str:
+    """The real path of an existing folder named by a client; BadRequest otherwise."""
+    try:
+        expanded = os.path.expanduser(path)
+        if os.path.isdir(expanded):
+            return os.path.realpath(expanded)
+    except (OSError, ValueError):  # a NUL byte, a name too long, ...
+        pass
+    raise BadRequest(f"not an existing folder: {path!r}")

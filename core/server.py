@@ -1,0 +1,163 @@
+"""The HTTP API served: `ApiServer`, a WSGI server thread the desktop app embeds, and `serve`, the headless
+loop of `image-search serve`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
+
+from core.api.app import create_app
+from core.api.context import EXTENSION
+from core.api.security import is_loopback
+from core.config import Settings
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """The API server cannot start: the address is taken or not ours, or exposing it needs a token."""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per request (the desktop app embeds the server); errors are still logged."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def check_exposure(settings: Settings) -> None:
+    """Binding beyond loopback exposes the index and every indexed file: only with a token.
+
+    Raises ServerStartError when `settings.api_host` is not loopback and no token is set."""
+    if not is_loopback(settings.api_host) and not settings.api_token:
+        raise ServerStartError(
+            f"refusing to listen on {settings.api_host!r} without a token: anyone on the network could read "
+            "every indexed image. Set api_token (--token or IMAGE_SEARCH_API_TOKEN), or bind 127.0.0.1."
+        )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free one); ServerStartError saying why not."""
+    family = select_address_family(host, port)
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = " (another program uses that port; choose another with --port)" if exc.errno == 98 else ""
+        raise ServerStartError(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
+
+
+class ApiServer:
+    """The API served from a daemon thread: start() returns once listening, stop() returns within a second."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, log_requests: bool = False):
+        check_exposure(settings)
+        self.engine = engine
+        self.settings = settings
+        self.app = create_app(engine, settings)
+        self._handler = WSGIRequestHandler if log_requests else _QuietHandler
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Listen and serve; raises ServerStartError when the port is taken or already served by this one."""
+        if self._server is not None:
+            raise ServerStartError("the API server is already running")
+        host, port = self.settings.api_host, self.settings.api_port
+        # Bound here rather than by make_server, which prints and calls sys.exit() when the port is taken.
+        sock = bind_socket(host, port)
+        try:
+            self._server = make_server(host, port, self.app, threaded=True, request_handler=self._handler,
+                                       fd=sock.fileno())
+        finally:
+            sock.close()  # make_server holds its own duplicate of the descriptor
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="api-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening, finish the requests in flight (2 s at most), stop the app's job queue."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        server.server_close()
+        self.app.extensions[EXTENSION].jobs.shutdown(timeout=2)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the API server is not running")
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        """http://host:port of the running server (a wildcard bind gives the loopback address)."""
+        host = self.settings.api_host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"  # a wildcard bind is reachable locally at loopback
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def __enter__(self) -> ApiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(settings: Settings) -> int:
+    """The headless server of `image-search serve`: runs until Ctrl-C or SIGTERM; 0 then, 1 if it cannot start."""
+    from core.engine import Engine
+
+    try:
+        check_exposure(settings)
+    except ServerStartError as exc:
+        print(f"image-search: error: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = Engine(settings)
+    try:
+        server = ApiServer(engine, settings, log_requests=True)
+        server.start()
+    except ServerStartError as exc:
+        engine.close()
+        print(f"image-search: error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"Image search API and web page at {server.url}/ ({engine.store.count()} images; Ctrl-C to stop)",
+          flush=True)
+    threading.Thread(target=_warm_up, args=(engine,), name="model-warm-up", daemon=True).start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        engine.close()
+    print("stopped", flush=True)
+    return 0
+
+
+def _warm_up(engine: Engine) -> None:
+    """Build the model now, so that the first search does not wait seconds for TensorFlow."""
+    try:
+        engine.extractor()
+    except Exception as exc:  # noqa: BLE001 - reported again, as a 503, by the first search
+        log.warning("the model could not be loaded: %s", exc)
