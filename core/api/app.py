@@ -13,6 +13,7 @@ from core.api.context import EXTENSION, ApiContext
 from core.api.errors import register_error_handlers
 from core.api.routes import api
 from core.api.security import add_response_headers, guard_request, is_loopback, parse_origins
+from core.assets import resources_path
 from core.config import Settings
 from core.jobs import JobRegistry
 from core.thumbnails import ThumbnailCache
@@ -20,7 +21,7 @@ from core.thumbnails import ThumbnailCache
 if TYPE_CHECKING:
     from core.engine import Engine
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "resources" / "web"
+WEB_DIR = resources_path("web")
 THUMB_SIZE = 256  # px, the longer side of /thumbnail
 MB = 1024 * 1024
 
