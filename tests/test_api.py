@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 from core.api import create_app
+from core.api.shapes import hit_json, record_json
 from core.config import Settings
 from core.engine import Engine
 from core.indexer import IndexProgress, IndexReport, image_id
 from core.model import WeightsError
-from core.store.base import IdentityMismatch, ImageRecord, StoreError
+from core.store.base import Hit, IdentityMismatch, ImageRecord, StoreError
 
 # Six photos are enough to rank; each costs a VGG16 pass, so the index is built once per module.
 INDEXED = ["astronaut", "coffee", "chelsea", "rocket", "coins", "moon"]
@@ -126,12 +127,17 @@ def test_head_is_answered_for_get_routes(client):
 
 
 # -- search --------------------------------------------------------------------------------------
+RECORD_FIELDS = {"id", "path", "paths", "name", "folder", "size", "width", "height", "mtime", "thumbnail_url",
+                 "image_url"}
+HIT_FIELDS = RECORD_FIELDS | {"score"}
+
+
 def assert_results(body: dict, k: int | None = None) -> list[dict]:
     results = body["results"]
     assert isinstance(body["took_ms"], float | int) and body["took_ms"] >= 0
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     for r in results:
-        assert set(r) == {"id", "path", "name", "score", "width", "height", "thumbnail_url", "image_url"}
+        assert set(r) == HIT_FIELDS
         assert r["thumbnail_url"] == f"/api/images/{r['id']}/thumbnail"
         assert r["image_url"] == f"/api/images/{r['id']}/file"
     if k is not None:
@@ -254,9 +260,25 @@ def test_upload_limit_is_413_json(indexed):
 def test_image_record(client, indexed):
     record = record_of(indexed, "coffee")
     body = client.get(f"/api/images/{record.id}").get_json()
-    assert body == {**record.to_dict(), "thumbnail_url": f"/api/images/{record.id}/thumbnail",
+    assert body == {"id": record.id, "path": record.path, "paths": [record.path], "name": "coffee.jpg",
+                    "folder": record.folder, "size": record.size, "width": record.width, "height": record.height,
+                    "mtime": record.mtime_ns / 1e9, "thumbnail_url": f"/api/images/{record.id}/thumbnail",
                     "image_url": f"/api/images/{record.id}/file"}
     assert_error(client.get("/api/images/0123456789abcdef"), 404, "0123456789abcdef")
+
+
+def test_one_json_shape_for_hits_and_records_with_undecodable_names(client):
+    """A name that is not UTF-8 is display text plus its raw bytes in base64 (path_bytes), in hits and records."""
+    path = os.fsdecode(b"/photos/caf\xe9.jpg")
+    record = ImageRecord(id="abc", path=path, name=os.fsdecode(b"caf\xe9.jpg"), folder="/photos", size=5,
+                         mtime_ns=1_500_000_000, hash="h", width=3, height=2)
+    with client.application.test_request_context():
+        as_record, as_hit = record_json(record), hit_json(Hit(record, 0.5))
+    assert as_record["path"] == "/photos/caf\ufffd.jpg" and as_record["name"] == "caf\ufffd.jpg"
+    assert base64.b64decode(as_record["path_bytes"]) == b"/photos/caf\xe9.jpg"
+    assert as_record["paths"] == ["/photos/caf\ufffd.jpg"] and as_record["mtime"] == 1.5
+    assert as_hit == {**as_record, "score": 0.5}
+    json.dumps(as_hit, ensure_ascii=False).encode("utf-8")  # no lone surrogates left
 
 
 def test_similar_refines_by_stored_vector(client, indexed):

@@ -1,4 +1,8 @@
-"""The JSON of hits and records: every one the API sends goes through record_json or hit_json."""
+"""The JSON of hits and records: every one the API sends goes through record_json or hit_json.
+
+The fields are those of the one JSON shape of a record (the CLI's `--json` uses it too), plus the links the
+API adds: `thumbnail_url` and `image_url`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,29 @@ import time
 
 from flask import Response, jsonify, url_for
 
+from core.paths import display_path, path_json
 from core.store.base import Hit, ImageRecord
+
+
+def store_record_json(record: ImageRecord) -> dict:
+    """`id`, `path` (display text) and `path_bytes` when needed (core.paths.path_json), `paths` (display
+    texts of every path), `name`, `folder`, `size` (bytes), `width`, `height` (pixels), `mtime` (seconds
+    since the epoch, float).
+
+    The same shape as core.store.base.record_json on the store branch; once merged, this function becomes
+    `from core.store.base import record_json as store_record_json`.
+    """
+    return {
+        "id": record.id,
+        **path_json(record.path),
+        "paths": [display_path(record.path)],
+        "name": display_path(record.name),
+        "folder": display_path(record.folder),
+        "size": record.size,
+        "width": record.width,
+        "height": record.height,
+        "mtime": record.mtime_ns / 1e9,
+    }
 
 
 def image_links(record: ImageRecord) -> dict:
@@ -16,15 +42,16 @@ def image_links(record: ImageRecord) -> dict:
     }
 
 
-def hit_json(hit: Hit) -> dict:
-    r = hit.record
-    return {"id": r.id, "path": r.path, "name": r.name, "score": round(float(hit.score), 6),
-            "width": r.width, "height": r.height, **image_links(r)}
-
-
 def record_json(record: ImageRecord) -> dict:
-    return {**record.to_dict(), **image_links(record)}
+    """The record's JSON shape plus its links (needs a request or app context for url_for)."""
+    return {**store_record_json(record), **image_links(record)}
+
+
+def hit_json(hit: Hit) -> dict:
+    """The record's JSON shape plus `score` (cosine similarity, rounded to 6 decimals) and its links."""
+    return {**store_record_json(hit.record), "score": round(float(hit.score), 6), **image_links(hit.record)}
 
 
 def results_json(hits: list[Hit], started: float) -> Response:
+    """{"results": [hit_json, ...], "took_ms": milliseconds since `started` (time.perf_counter)}."""
     return jsonify(results=[hit_json(h) for h in hits], took_ms=round((time.perf_counter() - started) * 1000, 3))
