@@ -150,11 +150,44 @@ def test_search_accepts_the_original_projects_request(client, indexed):
     data = photo(indexed, "coffee").read_bytes()
     response = client.post("/api/search", json={"image": b64(data)})
     assert response.status_code == 200
-    results = assert_results(response.get_json(), k=len(INDEXED))  # default k=10 > index size
+    body = response.get_json()
+    assert list(body) == ["results", "took_ms", "images_data"]
+    results = assert_results(body, k=len(INDEXED))  # k=10 > index size; random weights score photos >= 0.77
     assert results[0]["name"] == "coffee.jpg" and results[0]["score"] > 0.99
     coffee = record_of(indexed, "coffee")
     assert results[0]["id"] == coffee.id
     assert (results[0]["width"], results[0]["height"]) == (coffee.width, coffee.height)
+    # One thumbnail per hit, best first: the same bytes as the hit's /thumbnail.
+    assert len(body["images_data"]) == len(results)
+    for result, encoded in zip(results, body["images_data"], strict=True):
+        thumb = base64.b64decode(encoded)
+        assert thumb == client.get(result["thumbnail_url"]).data
+        with Image.open(io.BytesIO(thumb)) as image:
+            assert max(image.size) == 256
+    # Any other field (or a query parameter) makes it today's request: no threshold, no images_data.
+    for request in ({"json": {"image": b64(data), "k": 10}}, {"json": {"image": b64(data)}, "query_string": "k=3"}):
+        assert "images_data" not in client.post("/api/search", **request).get_json()
+
+
+def test_original_request_applies_the_threshold_and_says_when_nothing_matches(engine, tmp_path, photo_dir):
+    """Random stored vectors are nearly orthogonal to any photo's descriptor: nothing reaches 0.5."""
+    engine.store.initialize(engine.identity)
+    path = tmp_path / "rocket.jpg"
+    shutil.copy(photo_dir / "rocket.jpg", path)
+    record = ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(tmp_path),
+                         size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns, hash="r", width=1, height=1)
+    engine.store.upsert([record], unit_vectors(1, engine.identity.dims))
+    client = create_app(engine, engine.settings).test_client()
+    image = b64((photo_dir / "coffee.jpg").read_bytes())
+    body = client.post("/api/search", json={"image": image}).get_json()
+    assert body["results"] == [] and "0.5" in body["message"] and "images_data" not in body
+    everything = client.post("/api/search", json={"image": image, "min_score": -1}).get_json()
+    assert len(everything["results"]) == 1 and everything["results"][0]["score"] < 0.5
+    # A hit whose file is gone gets null in images_data; the others keep theirs.
+    engine.store.upsert([record], engine.embed(photo_dir / "coffee.jpg")[None])
+    path.unlink()
+    body = client.post("/api/search", json={"image": image}).get_json()
+    assert len(body["results"]) == 1 and body["images_data"] == [None]
 
 
 def test_search_tolerates_data_urls_line_breaks_and_missing_padding(client, indexed):
@@ -592,3 +625,25 @@ def test_cors_for_configured_origins_only(indexed):
     assert write.status_code == 400
     assert_error(client.options("/api/nowhere", headers={"Origin": "http://a.example",
                                                           "Access-Control-Request-Method": "GET"}), 404)
+
+
+def test_cors_preflight_of_the_original_client(indexed):
+    """The original client sends `Access-Control-Allow-Origin: *` as a request header, so its preflight asks
+    for it; an allowed origin gets it, and the POST that follows carries the CORS headers."""
+    client = create_app(indexed, indexed.settings.replace(api_cors_origins="http://127.0.0.1:8080")).test_client()
+    asked = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "access-control-allow-origin,content-type"}
+    preflight = client.options("/api/search", headers={"Origin": "http://127.0.0.1:8080", **asked})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"access-control-allow-origin", "content-type"} <= allowed
+    image = b64(photo(indexed, "moon").read_bytes())
+    post = client.post("/api/search", json={"image": image}, headers={
+        "Origin": "http://127.0.0.1:8080", "Access-Control-Allow-Origin": "*"})
+    assert post.status_code == 200 and post.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    assert post.get_json()["images_data"]
+    # Another origin: no CORS answer to its preflight, and its POST is refused.
+    other = client.options("/api/search", headers={"Origin": "http://127.0.0.1:9090", **asked})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert_error(client.post("/api/search", json={"image": image}, headers={"Origin": "http://127.0.0.1:9090"}), 403)

@@ -8,17 +8,15 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from pathlib import Path
-from stat import S_ISREG
 
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
-from werkzeug.exceptions import BadRequest, NotFound, ServiceUnavailable, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
+from core.api.compat import ORIGINAL_MIN_SCORE, is_original_request, original_results
 from core.api.context import ctx
+from core.api.files import indexed_file, indexed_record, thumbnail_file
 from core.api.parsing import float_field, json_body, query_image, request_fields, search_params
 from core.api.shapes import record_json, results_json
-from core.images import ImageError
-from core.store.base import ImageRecord
 
 MAX_INDEX_PATHS = 100
 DUPLICATE_THRESHOLD = (0.5, 1.0)  # lower thresholds make near_pairs quadratic in the index size
@@ -38,10 +36,12 @@ def health() -> Response:
 @api.post("/search")
 def search() -> Response:
     fields = request_fields()
-    k, filters = search_params(fields)
+    original = is_original_request(fields)
+    k, filters = search_params(fields, default_min_score=ORIGINAL_MIN_SCORE if original else None)
     image = query_image(fields)
     started = time.perf_counter()
-    return results_json(ctx().engine.search(image, k, filters), started)
+    hits = ctx().engine.search(image, k, filters)
+    return original_results(hits, started) if original else results_json(hits, started)
 
 
 @api.get("/images/<image_id>")
@@ -129,43 +129,6 @@ def duplicates() -> Response:
 @api.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(ctx().openapi)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-def indexed_record(image_id: str) -> ImageRecord:
-    """The record of an indexed id. Only ids are accepted here: a client never names a file by path."""
-    record = ctx().engine.store.get(image_id)
-    if record is None:
-        raise NotFound(f"no indexed image has the id {image_id!r}")
-    return record
-
-
-def indexed_file(record: ImageRecord) -> os.stat_result:
-    """The stat of the record's file, checked to still be the regular file that was indexed.
-
-    The stored path is a real path: if it (or a folder above it) is a symlink now, it was replaced after
-    indexing and may point anywhere, so it is refused (NotFound).
-    """
-    try:
-        stat = os.lstat(record.path)
-        moved = os.path.realpath(record.path) != record.path
-    except (OSError, ValueError):
-        raise NotFound(f"the file of {record.id} is no longer at {record.path}") from None
-    if moved or not S_ISREG(stat.st_mode):
-        raise NotFound(f"the file of {record.id} is no longer the regular file that was indexed")
-    return stat
-
-
-def thumbnail_file(record: ImageRecord) -> Path:
-    """The cached JPEG thumbnail of the record's file (made now if needed). NotFound when the file is gone or
-    no longer decodes, ServiceUnavailable when the cache cannot be written."""
-    mtime_ns = indexed_file(record).st_mtime_ns
-    try:
-        return ctx().thumbnails.path(record.id, mtime_ns, record.path)
-    except ImageError as exc:
-        raise NotFound(f"the indexed file can no longer be decoded: {exc.reason}") from None
-    except OSError as exc:
-        raise ServiceUnavailable(f"cannot write the thumbnail cache in {ctx().thumbnails.folder}: {exc}") from None
 
 
 def existing_folder(path: str) -> str:

@@ -75,7 +75,8 @@ def preflight_response(context: ApiContext) -> Response | None:
         raise NotFound()
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    # The original web client (core.api.compat) sends "Access-Control-Allow-Origin" as a request header.
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Access-Control-Allow-Origin"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
 

@@ -52,6 +52,11 @@ def hit_json(hit: Hit) -> dict:
     return {**store_record_json(hit.record), "score": round(float(hit.score), 6), **image_links(hit.record)}
 
 
-def results_json(hits: list[Hit], started: float) -> Response:
+def results_payload(hits: list[Hit], started: float) -> dict:
     """{"results": [hit_json, ...], "took_ms": milliseconds since `started` (time.perf_counter)}."""
-    return jsonify(results=[hit_json(h) for h in hits], took_ms=round((time.perf_counter() - started) * 1000, 3))
+    return {"results": [hit_json(h) for h in hits], "took_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+def results_json(hits: list[Hit], started: float) -> Response:
+    """results_payload as the response."""
+    return jsonify(results_payload(hits, started))
