@@ -4,10 +4,12 @@ loop of `image-search serve`."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
@@ -45,6 +47,25 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
+def with_token_file(settings: Settings) -> Settings:
+    """`settings` with api_token read from the file named by api_token_file (e.g. a Docker secret,
+    /run/secrets/...) when api_token itself is unset. Surrounding whitespace (the file's newline) is dropped.
+
+    Raises ServerStartError when the file cannot be read or holds no token."""
+    # Transitional: core/config.py has no api_token_file field yet; until it does, the file comes from the
+    # variable that field will read (IMAGE_SEARCH_API_TOKEN_FILE).
+    path = getattr(settings, "api_token_file", None) or os.environ.get("IMAGE_SEARCH_API_TOKEN_FILE")
+    if settings.api_token or not path:
+        return settings
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServerStartError(f"cannot read the token file {path}: {exc}") from exc
+    if not token:
+        raise ServerStartError(f"the token file {path} is empty")
+    return settings.replace(api_token=token)
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host:port (port 0: any free one); ServerStartError saying why not."""
     family = select_address_family(host, port)
@@ -60,6 +81,8 @@ class ApiServer:
     """The API served from a daemon thread: start() returns once listening, stop() returns within a second."""
 
     def __init__(self, engine: Engine, settings: Settings, *, log_requests: bool = False):
+        """Raises ServerStartError when the bind needs a token it lacks or the token file cannot be read."""
+        settings = with_token_file(settings)
         check_exposure(settings)
         self.engine = engine
         self.settings = settings
@@ -111,6 +134,18 @@ class ApiServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    def warm_up(self) -> None:
+        """Build the model now (seconds), so that the first search does not wait for it. A failure is logged
+        once and /api/health answers 503 with it until the model is built."""
+        context = self.app.extensions[EXTENSION]
+        try:
+            self.engine.extractor()
+        except Exception as exc:  # noqa: BLE001 - whatever stops the model is reported, never raised here
+            context.model_error = f"the model could not be loaded: {exc}"
+            log.error("image-search: %s", context.model_error)
+        else:
+            context.model_error = None
+
     def __enter__(self) -> ApiServer:
         self.start()
         return self
@@ -124,6 +159,7 @@ def serve(settings: Settings) -> int:
     from core.engine import Engine
 
     try:
+        settings = with_token_file(settings)
         check_exposure(settings)
     except ServerStartError as exc:
         print(f"image-search: error: {exc}", file=sys.stderr)
@@ -142,7 +178,7 @@ def serve(settings: Settings) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"Image search API and web page at {server.url}/ ({engine.store.count()} images; Ctrl-C to stop)",
           flush=True)
-    threading.Thread(target=_warm_up, args=(engine,), name="model-warm-up", daemon=True).start()
+    threading.Thread(target=server.warm_up, name="model-warm-up", daemon=True).start()
     try:
         while not stop.wait(0.5):
             pass
@@ -154,10 +190,3 @@ def serve(settings: Settings) -> int:
     print("stopped", flush=True)
     return 0
 
-
-def _warm_up(engine: Engine) -> None:
-    """Build the model now, so that the first search does not wait seconds for TensorFlow."""
-    try:
-        engine.extractor()
-    except Exception as exc:  # noqa: BLE001 - reported again, as a 503, by the first search
-        log.warning("the model could not be loaded: %s", exc)

@@ -88,6 +88,36 @@ def test_health(client, indexed):
     assert body["model_loaded"] is True and body["version"]
 
 
+def test_health_is_503_with_the_reason_until_the_weights_are_here(tmp_path, monkeypatch):
+    """Checked without building the network: the ImageNet weights must be on this computer, a weights file
+    must still exist; a model that failed to build is reported until it is built."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("IMAGE_SEARCH_BUNDLED_WEIGHTS", raising=False)
+    engine = Engine(Settings(data_dir=str(tmp_path / "data"), weights="imagenet"))
+    try:
+        app = create_app(engine, engine.settings.replace(api_token="t"))
+        client = app.test_client()
+        notop = tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        assert_error(client.get("/api/health"), 503, "model unavailable", "not on this computer", str(notop))
+        notop.parent.mkdir(parents=True)
+        notop.write_bytes(b"stands in for the weights: only their presence is checked")
+        assert client.get("/api/health").get_json() == {"status": "ok", "model_loaded": False}
+        app.extensions["image_search"].model_error = "the model could not be loaded: bad file"
+        assert_error(client.get("/api/health"), 503, "bad file")
+    finally:
+        engine.close()
+    weights = tmp_path / "my-weights.h5"
+    weights.write_bytes(b"x")
+    engine = Engine(Settings(data_dir=str(tmp_path / "data2"), weights=str(weights)))
+    try:
+        client = create_app(engine, engine.settings).test_client()
+        assert client.get("/api/health").status_code == 200
+        weights.unlink()
+        assert_error(client.get("/api/health"), 503, "weights file not found", str(weights))
+    finally:
+        engine.close()
+
+
 def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
@@ -555,11 +585,14 @@ def test_token_is_required_and_accepted(indexed):
     client = create_app(indexed, indexed.settings.replace(api_token="s3cret-tøken")).test_client()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-tøken"},
                     {"Authorization": "Bearer"}):
-        assert_error(client.get("/api/health", headers=headers), 401, "token")
-    challenge = client.get("/api/health").headers["WWW-Authenticate"]
+        assert_error(client.get("/api/jobs", headers=headers), 401, "token")
+        # Health needs no token (container health checks), but tells only whether the server is ready.
+        assert client.get("/api/health", headers=headers).get_json() == {"status": "ok", "model_loaded": True}
+    challenge = client.get("/api/jobs").headers["WWW-Authenticate"]
     assert challenge.lower().startswith("bearer")
     ok = {"Authorization": "Bearer s3cret-tøken".encode().decode("latin-1")}
-    assert client.get("/api/health", headers=ok).status_code == 200
+    assert client.get("/api/jobs", headers=ok).status_code == 200
+    assert client.get("/api/health", headers=ok).get_json()["count"] == len(INDEXED)
     assert_error(client.get("/api/openapi.json"), 401)
     assert client.get("/api/openapi.json", headers=ok).get_json()["security"] == [{"bearerAuth": []}]
     assert client.get("/").status_code == 200  # the page itself asks for the token
@@ -607,7 +640,7 @@ def test_cors_for_configured_origins_only(indexed):
     denied = client.get("/api/health", headers={"Origin": "http://c.example", **auth})
     assert "Access-Control-Allow-Origin" not in denied.headers
     # Errors carry the header too, so the calling page can read them.
-    unauthorized = client.get("/api/health", headers={"Origin": "http://a.example"})
+    unauthorized = client.get("/api/jobs", headers={"Origin": "http://a.example"})
     assert unauthorized.status_code == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == "http://a.example"
     # Preflight: no credentials are sent (so no token check), methods and headers are announced.
     preflight = client.options("/api/search", headers={

@@ -78,10 +78,45 @@ def test_exposed_bind_needs_a_token(engine):
 
 def test_token_over_the_wire(engine):
     with ApiServer(engine, engine.settings.replace(api_port=0, api_token="s3cret")) as server:
-        status, body = get_json(server.url + "/api/health")
+        status, body = get_json(server.url + "/api/jobs")
         assert status == 401 and "token" in body["detail"]
-        status, body = get_json(server.url + "/api/health", {"Authorization": "Bearer s3cret"})
+        status, body = get_json(server.url + "/api/jobs", {"Authorization": "Bearer s3cret"})
         assert status == 200
+        assert get_json(server.url + "/api/health")[0] == 200
+
+
+def test_token_from_a_file(engine, tmp_path, monkeypatch):
+    """A Docker secret: the file named by IMAGE_SEARCH_API_TOKEN_FILE, its trailing newline dropped."""
+    secret = tmp_path / "token"
+    secret.write_text("fr0m-a-file\n")
+    monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(secret))
+    with ApiServer(engine, engine.settings.replace(api_port=0, api_host="0.0.0.0")) as server:
+        assert get_json(server.url + "/api/jobs")[0] == 401
+        assert get_json(server.url + "/api/jobs", {"Authorization": "Bearer fr0m-a-file"})[0] == 200
+    secret.write_text("\n")
+    with pytest.raises(ServerStartError, match="is empty"):
+        ApiServer(engine, engine.settings)
+    monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ServerStartError, match="cannot read the token file"):
+        ApiServer(engine, engine.settings)
+
+
+def test_a_model_that_fails_to_build_makes_health_503(settings, tmp_path):
+    """The warm-up of `serve` logs the failure once; health reports it instead of claiming to be ready."""
+    from core.engine import Engine
+
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not an HDF5 file")
+    engine = Engine(settings.replace(weights=str(broken), runtime="onnxruntime"))
+    try:
+        server = ApiServer(engine, engine.settings.replace(api_port=0))
+        with server:
+            assert get_json(server.url + "/api/health")[0] == 200  # the file is there: not known to be bad yet
+            server.warm_up()
+            status, body = get_json(server.url + "/api/health")
+            assert status == 503 and "could not be loaded" in body["detail"]
+    finally:
+        engine.close()
 
 
 def test_serve_command_runs_until_interrupted(tmp_path):

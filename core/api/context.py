@@ -30,6 +30,7 @@ class ApiContext:
     cors_origins: frozenset[str]
     loopback_only: bool  # bound to loopback: answer only requests addressed to a loopback host
     openapi: dict
+    model_error: str | None = None  # why building the model failed (core.server.ApiServer.warm_up), if it did
 
 
 def ctx() -> ApiContext:

@@ -13,10 +13,13 @@ from flask import Blueprint, Response, jsonify, request, send_file, url_for
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from core.api.compat import ORIGINAL_MIN_SCORE, is_original_request, original_results
-from core.api.context import ctx
+from core.api.context import ApiContext, ctx
+from core.api.errors import error_response
 from core.api.files import indexed_file, indexed_record, thumbnail_file
 from core.api.parsing import float_field, json_body, query_image, request_fields, search_params
+from core.api.security import token_given
 from core.api.shapes import record_json, results_json
+from core.model import WeightsError, imagenet_candidates, resolve_weights
 
 MAX_INDEX_PATHS = 100
 DUPLICATE_THRESHOLD = (0.5, 1.0)  # lower thresholds make near_pairs quadratic in the index size
@@ -27,10 +30,39 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 @api.get("/health")
 def health() -> Response:
-    engine = ctx().engine
-    info = engine.info()
+    """Needs no token. 200 when searches can run: the index answers and the model is built or its weights are
+    on this computer; 503 with the reason otherwise. Backend, count, model and version only with the token
+    (when the server has one)."""
+    context = ctx()
+    engine = context.engine
+    info = engine.info()  # raises StoreError (503) when the index does not answer
+    reason = model_unavailable(context)
+    if reason is not None:
+        return error_response(503, "Model unavailable", reason)
+    if not token_given(context):
+        return jsonify(status="ok", model_loaded=engine.model_loaded)
     return jsonify(status="ok", backend=info["backend"], count=info["count"], model=info["model"],
                    model_label=info["model_label"], model_loaded=engine.model_loaded, version=info["version"])
+
+
+def model_unavailable(context: ApiContext) -> str | None:
+    """Why the model cannot be built now, or None when it is built or can be: checks that the weights resolve
+    to a file on this computer (core.model.resolve_weights, no network built, no TensorFlow imported)."""
+    engine = context.engine
+    if engine.model_loaded:
+        return None
+    if context.model_error is not None:
+        return context.model_error
+    descriptor = engine.identity.descriptor
+    try:
+        weights = resolve_weights(engine.settings.weights, descriptor)
+    except WeightsError as exc:
+        return str(exc)
+    if weights.spec == "imagenet" and weights.path is None:
+        looked = ", ".join(str(p) for p in imagenet_candidates(descriptor))
+        return (f"the VGG16 ImageNet weights are not on this computer (looked for {looked}); they are downloaded "
+                "when the model is first built, or give a weights file with --weights PATH (IMAGE_SEARCH_WEIGHTS)")
+    return None
 
 
 @api.post("/search")

@@ -14,6 +14,7 @@ from core.api.context import ApiContext, ctx
 from core.api.errors import error_response
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+PUBLIC_PATHS = {"/api/health"}  # health checks (a container's HEALTHCHECK) carry no token
 
 
 def guard_request() -> Response | None:
@@ -25,20 +26,21 @@ def guard_request() -> Response | None:
         return error_response(400, "Bad Request", f"unexpected Host {request.host!r}; use localhost or 127.0.0.1")
     if request.method == "OPTIONS":
         return preflight_response(context)  # preflights never carry credentials, so they come before auth
-    if request.path.startswith("/api/") and context.token is not None:
-        check_token(context.token)
+    if request.path.startswith("/api/") and request.path not in PUBLIC_PATHS and not token_given(context):
+        raise Unauthorized("send the server's token as 'Authorization: Bearer <token>'",
+                           www_authenticate=WWWAuthenticate("bearer", {"realm": "image-search"}))
     if request.method in UNSAFE_METHODS:
         check_origin(context)
     return None
 
 
-def check_token(token: bytes) -> None:
-    """Raises Unauthorized (401 with a WWW-Authenticate challenge) unless the request carries the token."""
+def token_given(context: ApiContext) -> bool:
+    """True when the server has no token, or the request carries it as 'Authorization: Bearer <token>'."""
+    if context.token is None:
+        return True
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # compare_digest takes time independent of where the strings differ: no timing oracle for the token.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(header_bytes(given.strip()), token):
-        raise Unauthorized("send the server's token as 'Authorization: Bearer <token>'",
-                           www_authenticate=WWWAuthenticate("bearer", {"realm": "image-search"}))
+    return scheme.lower() == "bearer" and hmac.compare_digest(header_bytes(given.strip()), context.token)
 
 
 def header_bytes(value: str) -> bytes:
