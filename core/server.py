@@ -12,12 +12,15 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flask import Flask, Response
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
 
 from core.api.app import create_app
 from core.api.context import EXTENSION
+from core.api.errors import error_response
 from core.api.security import is_loopback
 from core.config import Settings
+from core.model import WeightsError
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -80,13 +83,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ApiServer:
     """The API served from a daemon thread: start() returns once listening, stop() returns within a second."""
 
-    def __init__(self, engine: Engine, settings: Settings, *, log_requests: bool = False):
-        """Raises ServerStartError when the bind needs a token it lacks or the token file cannot be read."""
+    def __init__(self, engine: Engine | None, settings: Settings, *, log_requests: bool = False,
+                 app: Flask | None = None):
+        """The API over `engine`, or `app` instead (serve's answer when no engine can start).
+
+        Raises ServerStartError when the bind needs a token it lacks or the token file cannot be read."""
         settings = with_token_file(settings)
         check_exposure(settings)
         self.engine = engine
         self.settings = settings
-        self.app = create_app(engine, settings)
+        self.app = app if app is not None else create_app(engine, settings)
         self._handler = WSGIRequestHandler if log_requests else _QuietHandler
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,7 +122,8 @@ class ApiServer:
         if self._thread is not None:
             self._thread.join(timeout=2)
         server.server_close()
-        self.app.extensions[EXTENSION].jobs.shutdown(timeout=2)
+        if context := self.app.extensions.get(EXTENSION):
+            context.jobs.shutdown(timeout=2)
 
     @property
     def port(self) -> int:
@@ -154,8 +161,24 @@ class ApiServer:
         self.stop()
 
 
+def unavailable_app(reason: str) -> Flask:
+    """What `serve` answers when the engine cannot start: 503 with `reason` on every route (so /api/health
+    makes a container unhealthy with the reason, where exiting would make a restart policy loop)."""
+    app = Flask(__name__)
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    def unavailable(path: str) -> Response:
+        return error_response(503, "Service Unavailable", reason)
+
+    return app
+
+
 def serve(settings: Settings) -> int:
-    """The headless server of `image-search serve`: runs until Ctrl-C or SIGTERM; 0 then, 1 if it cannot start."""
+    """The headless server of `image-search serve`: runs until Ctrl-C or SIGTERM; 0 then, 1 if it cannot start.
+
+    When the weights cannot be had it still listens: one clear error line, then 503 with the reason on every
+    route until stopped (and 1 then)."""
     from core.engine import Engine
 
     try:
@@ -165,20 +188,27 @@ def serve(settings: Settings) -> int:
         print(f"image-search: error: {exc}", file=sys.stderr)
         return 1
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine = Engine(settings)
+    engine: Engine | None = None
     try:
+        engine = Engine(settings)
         server = ApiServer(engine, settings, log_requests=True)
+    except WeightsError as exc:
+        print(f"image-search: error: {exc} (answering 503 until restarted)", file=sys.stderr, flush=True)
+        server = ApiServer(None, settings, log_requests=True, app=unavailable_app(str(exc)))
+    try:
         server.start()
     except ServerStartError as exc:
-        engine.close()
+        if engine is not None:
+            engine.close()
         print(f"image-search: error: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"Image search API and web page at {server.url}/ ({engine.store.count()} images; Ctrl-C to stop)",
-          flush=True)
-    threading.Thread(target=server.warm_up, name="model-warm-up", daemon=True).start()
+    count = f"{engine.store.count()} images" if engine is not None else "unavailable"
+    print(f"Image search API and web page at {server.url}/ ({count}; Ctrl-C to stop)", flush=True)
+    if engine is not None:
+        threading.Thread(target=server.warm_up, name="model-warm-up", daemon=True).start()
     try:
         while not stop.wait(0.5):
             pass
@@ -186,7 +216,7 @@ def serve(settings: Settings) -> int:
         pass
     finally:
         server.stop()
-        engine.close()
+        if engine is not None:
+            engine.close()
     print("stopped", flush=True)
-    return 0
-
+    return 0 if engine is not None else 1

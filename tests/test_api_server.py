@@ -147,6 +147,34 @@ def test_serve_command_runs_until_interrupted(tmp_path):
             process.communicate()
 
 
+def test_serve_without_its_weights_file_answers_503_instead_of_exiting(tmp_path):
+    """A missing weights file is one clear line and 503s with the reason (an unhealthy container), not an exit
+    that a restart policy would repeat; SIGTERM still stops it at once."""
+    port = free_port()
+    missing = tmp_path / "weights" / "vgg16.h5"
+    command = [sys.executable, "-m", "core", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+               "--weights", str(missing)]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in process.stdout.readline()
+        for path in ("/api/health", "/api/jobs"):
+            status, body = get_json(f"http://127.0.0.1:{port}{path}")
+            assert status == 503 and str(missing) in body["detail"], body
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=10)
+        assert time.monotonic() - started < 5
+        assert process.returncode == 1
+        assert [line for line in errors.splitlines() if "error" in line] == [
+            f"image-search: error: weights file not found: {missing}. Give the path of a VGG16 .h5 weights file, "
+            "or 'imagenet' to use the Keras cache. (answering 503 until restarted)"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def test_serve_refuses_an_exposed_bind_without_token(tmp_path):
     command = [sys.executable, "-m", "core", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
