@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from setuptools import find_packages
 
+from core import __version__
 from tests.test_api_server import free_port, get_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_carries_the_resources(wheel):
+    assert wheel.name.startswith(f"image_search-{__version__}-")  # the version the API and CLI report
     names = set(zipfile.ZipFile(wheel).namelist())
     for resource in RESOURCES:
         assert f"core/resources/{resource}" in names, resource
