@@ -127,6 +127,7 @@ class ApiServer:
 
     @property
     def port(self) -> int:
+        """The port listened on (the chosen one when api_port is 0); RuntimeError when not running."""
         if self._server is None:
             raise RuntimeError("the API server is not running")
         return self._server.port
@@ -154,10 +155,12 @@ class ApiServer:
             context.model_error = None
 
     def __enter__(self) -> ApiServer:
+        """Start; the server stops when the block ends."""
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        """Stop."""
         self.stop()
 
 

@@ -57,6 +57,7 @@ def create_app(engine: Engine, settings: Settings) -> Flask:
 
 
 def serve_page() -> Response:
+    """The web page (resources/web/index.html) with a Content-Security-Policy allowing only its own files."""
     response = send_file(WEB_DIR / "index.html", mimetype="text/html", max_age=0)
     # The page loads only its own script and style; images may also be blob: URLs (token mode).
     response.headers["Content-Security-Policy"] = (

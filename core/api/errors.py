@@ -37,6 +37,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def on_http_error(exc: HTTPException) -> Response:
+    """An HTTP error as JSON, keeping its own headers (Allow, WWW-Authenticate); 413 and 404 say why."""
     status = exc.code or 500
     detail = exc.description or exc.name
     if isinstance(exc, RequestEntityTooLarge):
@@ -49,6 +50,7 @@ def on_http_error(exc: HTTPException) -> Response:
 
 
 def on_lookup_error(exc: LookupError) -> Response:
+    """404 for an id or path not in the index; KeyError and IndexError are bugs (500)."""
     # KeyError and IndexError are LookupErrors too, but from them it's a bug of ours, not a missing image.
     if isinstance(exc, KeyError | IndexError):
         return on_unexpected_error(exc)
@@ -56,6 +58,7 @@ def on_lookup_error(exc: LookupError) -> Response:
 
 
 def on_unexpected_error(exc: Exception) -> Response:
+    """500 without internals: the traceback goes to the server log only."""
     if isinstance(exc, HTTPException):  # pragma: no cover - routed to on_http_error by Flask
         return on_http_error(exc)
     log.exception("unexpected error in %s %s", request.method, request.path)

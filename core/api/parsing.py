@@ -21,6 +21,7 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def raw_image_body() -> bool:
+    """True when the body is the image itself (an image/* or application/octet-stream Content-Type)."""
     return request.mimetype.startswith("image/") or request.mimetype == "application/octet-stream"
 
 

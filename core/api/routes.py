@@ -67,6 +67,7 @@ def model_unavailable(context: ApiContext) -> str | None:
 
 @api.post("/search")
 def search() -> Response:
+    """Search with an uploaded image (JSON base64, multipart or raw bytes); core.api.compat: the original client."""
     fields = request_fields()
     original = is_original_request(fields)
     k, filters = search_params(fields, default_min_score=ORIGINAL_MIN_SCORE if original else None)
@@ -78,11 +79,13 @@ def search() -> Response:
 
 @api.get("/images/<image_id>")
 def image_record(image_id: str) -> Response:
+    """The indexed record of an id."""
     return jsonify(record_json(indexed_record(image_id)))
 
 
 @api.get("/images/<image_id>/similar")
 def similar(image_id: str) -> Response:
+    """Search by the stored vector of an indexed image (refine); nothing is re-extracted."""
     k, filters = search_params(request.args)
     record = indexed_record(image_id)  # by id only: Engine.similar would also take a path
     started = time.perf_counter()
@@ -91,6 +94,7 @@ def similar(image_id: str) -> Response:
 
 @api.get("/images/<image_id>/thumbnail")
 def thumbnail(image_id: str) -> Response:
+    """The cached JPEG thumbnail (at most app.THUMB_SIZE px a side), privately cacheable for THUMB_MAX_AGE_S."""
     record = indexed_record(image_id)
     path = thumbnail_file(record)
     response = send_file(path, mimetype="image/jpeg", etag=path.stem, conditional=True, max_age=THUMB_MAX_AGE_S)
@@ -101,6 +105,7 @@ def thumbnail(image_id: str) -> Response:
 
 @api.get("/images/<image_id>/file")
 def image_file(image_id: str) -> Response:
+    """The indexed file itself, declared as an image type only when it is one (never HTML or SVG)."""
     record = indexed_record(image_id)
     stat = indexed_file(record)
     guessed = mimetypes.guess_type(record.name)[0] or ""
@@ -115,6 +120,7 @@ def image_file(image_id: str) -> Response:
 
 @api.post("/index")
 def start_index() -> tuple[Response, int, dict]:
+    """Queue an index job for existing folders: 202 with the job's URL in Location."""
     if not request.is_json:
         raise UnsupportedMediaType('send JSON with Content-Type application/json: {"paths": ["/a/folder"]}')
     paths = json_body().get("paths")
@@ -130,11 +136,13 @@ def start_index() -> tuple[Response, int, dict]:
 
 @api.get("/jobs")
 def list_jobs() -> Response:
+    """Every job of this app, oldest first."""
     return jsonify(jobs=ctx().jobs.all())
 
 
 @api.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
+    """One job's state and progress."""
     job = ctx().jobs.get(job_id)
     if job is None:
         raise NotFound(f"no job has the id {job_id!r}")
@@ -143,6 +151,7 @@ def job_status(job_id: str) -> Response:
 
 @api.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> tuple[Response, int]:
+    """Cancel a job: 200 when it is over, 202 while a running one stops after its current file."""
     job = ctx().jobs.cancel(job_id)
     if job is None:
         raise NotFound(f"no job has the id {job_id!r}")
@@ -152,6 +161,7 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
 
 @api.get("/duplicates")
 def duplicates() -> Response:
+    """Groups of near-duplicates at a similarity threshold in DUPLICATE_THRESHOLD (default 0.95)."""
     low, high = DUPLICATE_THRESHOLD
     threshold = float_field(request.args, "threshold", low, high, default=0.95)
     groups = ctx().engine.duplicates(threshold)
@@ -160,6 +170,7 @@ def duplicates() -> Response:
 
 @api.get("/openapi.json")
 def openapi() -> Response:
+    """The OpenAPI document of this server (resources/web/openapi.json, see app.load_openapi)."""
     return jsonify(ctx().openapi)
 
 

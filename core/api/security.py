@@ -63,6 +63,7 @@ def check_origin(context: ApiContext) -> None:
 
 
 def origin_allowed(origin: str, context: ApiContext) -> bool:
+    """True when api_cors_origins lists `origin` (a trailing slash ignored) or is '*'."""
     return "*" in context.cors_origins or origin.rstrip("/") in context.cors_origins
 
 

@@ -36,6 +36,7 @@ def store_record_json(record: ImageRecord) -> dict:
 
 
 def image_links(record: ImageRecord) -> dict:
+    """The record's /thumbnail and /file URLs (needs a request or app context for url_for)."""
     return {
         "thumbnail_url": url_for("api.thumbnail", image_id=record.id),
         "image_url": url_for("api.image_file", image_id=record.id),
