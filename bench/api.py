@@ -146,7 +146,7 @@ def main() -> None:
 
     import base64
 
-    from core.api import ApiServer
+    from core.server import ApiServer
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:

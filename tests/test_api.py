@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 from core.api import create_app
+from core.api.shapes import hit_json, record_json
 from core.config import Settings
 from core.engine import Engine
 from core.indexer import IndexProgress, IndexReport, image_id
 from core.model import WeightsError
-from core.store.base import IdentityMismatch, ImageRecord, StoreError
+from core.store.base import Hit, IdentityMismatch, ImageRecord, StoreError
 
 # Six photos are enough to rank; each costs a VGG16 pass, so the index is built once per module.
 INDEXED = ["astronaut", "coffee", "chelsea", "rocket", "coins", "moon"]
@@ -87,6 +88,36 @@ def test_health(client, indexed):
     assert body["model_loaded"] is True and body["version"]
 
 
+def test_health_is_503_with_the_reason_until_the_weights_are_here(tmp_path, monkeypatch):
+    """Checked without building the network: the ImageNet weights must be on this computer, a weights file
+    must still exist; a model that failed to build is reported until it is built."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("IMAGE_SEARCH_BUNDLED_WEIGHTS", raising=False)
+    engine = Engine(Settings(data_dir=str(tmp_path / "data"), weights="imagenet"))
+    try:
+        app = create_app(engine, engine.settings.replace(api_token="t"))
+        client = app.test_client()
+        notop = tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        assert_error(client.get("/api/health"), 503, "model unavailable", "not on this computer", str(notop))
+        notop.parent.mkdir(parents=True)
+        notop.write_bytes(b"stands in for the weights: only their presence is checked")
+        assert client.get("/api/health").get_json() == {"status": "ok", "model_loaded": False}
+        app.extensions["image_search"].model_error = "the model could not be loaded: bad file"
+        assert_error(client.get("/api/health"), 503, "bad file")
+    finally:
+        engine.close()
+    weights = tmp_path / "my-weights.h5"
+    weights.write_bytes(b"x")
+    engine = Engine(Settings(data_dir=str(tmp_path / "data2"), weights=str(weights)))
+    try:
+        client = create_app(engine, engine.settings).test_client()
+        assert client.get("/api/health").status_code == 200
+        weights.unlink()
+        assert_error(client.get("/api/health"), 503, "weights file not found", str(weights))
+    finally:
+        engine.close()
+
+
 def test_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
@@ -126,12 +157,17 @@ def test_head_is_answered_for_get_routes(client):
 
 
 # -- search --------------------------------------------------------------------------------------
+RECORD_FIELDS = {"id", "path", "paths", "name", "folder", "size", "width", "height", "mtime", "thumbnail_url",
+                 "image_url"}
+HIT_FIELDS = RECORD_FIELDS | {"score"}
+
+
 def assert_results(body: dict, k: int | None = None) -> list[dict]:
     results = body["results"]
     assert isinstance(body["took_ms"], float | int) and body["took_ms"] >= 0
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     for r in results:
-        assert set(r) == {"id", "path", "name", "score", "width", "height", "thumbnail_url", "image_url"}
+        assert set(r) == HIT_FIELDS
         assert r["thumbnail_url"] == f"/api/images/{r['id']}/thumbnail"
         assert r["image_url"] == f"/api/images/{r['id']}/file"
     if k is not None:
@@ -144,11 +180,44 @@ def test_search_accepts_the_original_projects_request(client, indexed):
     data = photo(indexed, "coffee").read_bytes()
     response = client.post("/api/search", json={"image": b64(data)})
     assert response.status_code == 200
-    results = assert_results(response.get_json(), k=len(INDEXED))  # default k=10 > index size
+    body = response.get_json()
+    assert list(body) == ["results", "took_ms", "images_data"]
+    results = assert_results(body, k=len(INDEXED))  # k=10 > index size; random weights score photos >= 0.77
     assert results[0]["name"] == "coffee.jpg" and results[0]["score"] > 0.99
     coffee = record_of(indexed, "coffee")
     assert results[0]["id"] == coffee.id
     assert (results[0]["width"], results[0]["height"]) == (coffee.width, coffee.height)
+    # One thumbnail per hit, best first: the same bytes as the hit's /thumbnail.
+    assert len(body["images_data"]) == len(results)
+    for result, encoded in zip(results, body["images_data"], strict=True):
+        thumb = base64.b64decode(encoded)
+        assert thumb == client.get(result["thumbnail_url"]).data
+        with Image.open(io.BytesIO(thumb)) as image:
+            assert max(image.size) == 256
+    # Any other field (or a query parameter) makes it today's request: no threshold, no images_data.
+    for request in ({"json": {"image": b64(data), "k": 10}}, {"json": {"image": b64(data)}, "query_string": "k=3"}):
+        assert "images_data" not in client.post("/api/search", **request).get_json()
+
+
+def test_original_request_applies_the_threshold_and_says_when_nothing_matches(engine, tmp_path, photo_dir):
+    """Random stored vectors are nearly orthogonal to any photo's descriptor: nothing reaches 0.5."""
+    engine.store.initialize(engine.identity)
+    path = tmp_path / "rocket.jpg"
+    shutil.copy(photo_dir / "rocket.jpg", path)
+    record = ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(tmp_path),
+                         size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns, hash="r", width=1, height=1)
+    engine.store.upsert([record], unit_vectors(1, engine.identity.dims))
+    client = create_app(engine, engine.settings).test_client()
+    image = b64((photo_dir / "coffee.jpg").read_bytes())
+    body = client.post("/api/search", json={"image": image}).get_json()
+    assert body["results"] == [] and "0.5" in body["message"] and "images_data" not in body
+    everything = client.post("/api/search", json={"image": image, "min_score": -1}).get_json()
+    assert len(everything["results"]) == 1 and everything["results"][0]["score"] < 0.5
+    # A hit whose file is gone gets null in images_data; the others keep theirs.
+    engine.store.upsert([record], engine.embed(photo_dir / "coffee.jpg")[None])
+    path.unlink()
+    body = client.post("/api/search", json={"image": image}).get_json()
+    assert len(body["results"]) == 1 and body["images_data"] == [None]
 
 
 def test_search_tolerates_data_urls_line_breaks_and_missing_padding(client, indexed):
@@ -254,9 +323,25 @@ def test_upload_limit_is_413_json(indexed):
 def test_image_record(client, indexed):
     record = record_of(indexed, "coffee")
     body = client.get(f"/api/images/{record.id}").get_json()
-    assert body == {**record.to_dict(), "thumbnail_url": f"/api/images/{record.id}/thumbnail",
+    assert body == {"id": record.id, "path": record.path, "paths": [record.path], "name": "coffee.jpg",
+                    "folder": record.folder, "size": record.size, "width": record.width, "height": record.height,
+                    "mtime": record.mtime_ns / 1e9, "thumbnail_url": f"/api/images/{record.id}/thumbnail",
                     "image_url": f"/api/images/{record.id}/file"}
     assert_error(client.get("/api/images/0123456789abcdef"), 404, "0123456789abcdef")
+
+
+def test_one_json_shape_for_hits_and_records_with_undecodable_names(client):
+    """A name that is not UTF-8 is display text plus its raw bytes in base64 (path_bytes), in hits and records."""
+    path = os.fsdecode(b"/photos/caf\xe9.jpg")
+    record = ImageRecord(id="abc", path=path, name=os.fsdecode(b"caf\xe9.jpg"), folder="/photos", size=5,
+                         mtime_ns=1_500_000_000, hash="h", width=3, height=2)
+    with client.application.test_request_context():
+        as_record, as_hit = record_json(record), hit_json(Hit(record, 0.5))
+    assert as_record["path"] == "/photos/caf\ufffd.jpg" and as_record["name"] == "caf\ufffd.jpg"
+    assert base64.b64decode(as_record["path_bytes"]) == b"/photos/caf\xe9.jpg"
+    assert as_record["paths"] == ["/photos/caf\ufffd.jpg"] and as_record["mtime"] == 1.5
+    assert as_hit == {**as_record, "score": 0.5}
+    json.dumps(as_hit, ensure_ascii=False).encode("utf-8")  # no lone surrogates left
 
 
 def test_similar_refines_by_stored_vector(client, indexed):
@@ -500,11 +585,14 @@ def test_token_is_required_and_accepted(indexed):
     client = create_app(indexed, indexed.settings.replace(api_token="s3cret-tøken")).test_client()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-tøken"},
                     {"Authorization": "Bearer"}):
-        assert_error(client.get("/api/health", headers=headers), 401, "token")
-    challenge = client.get("/api/health").headers["WWW-Authenticate"]
+        assert_error(client.get("/api/jobs", headers=headers), 401, "token")
+        # Health needs no token (container health checks), but tells only whether the server is ready.
+        assert client.get("/api/health", headers=headers).get_json() == {"status": "ok", "model_loaded": True}
+    challenge = client.get("/api/jobs").headers["WWW-Authenticate"]
     assert challenge.lower().startswith("bearer")
     ok = {"Authorization": "Bearer s3cret-tøken".encode().decode("latin-1")}
-    assert client.get("/api/health", headers=ok).status_code == 200
+    assert client.get("/api/jobs", headers=ok).status_code == 200
+    assert client.get("/api/health", headers=ok).get_json()["count"] == len(INDEXED)
     assert_error(client.get("/api/openapi.json"), 401)
     assert client.get("/api/openapi.json", headers=ok).get_json()["security"] == [{"bearerAuth": []}]
     assert client.get("/").status_code == 200  # the page itself asks for the token
@@ -552,7 +640,7 @@ def test_cors_for_configured_origins_only(indexed):
     denied = client.get("/api/health", headers={"Origin": "http://c.example", **auth})
     assert "Access-Control-Allow-Origin" not in denied.headers
     # Errors carry the header too, so the calling page can read them.
-    unauthorized = client.get("/api/health", headers={"Origin": "http://a.example"})
+    unauthorized = client.get("/api/jobs", headers={"Origin": "http://a.example"})
     assert unauthorized.status_code == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == "http://a.example"
     # Preflight: no credentials are sent (so no token check), methods and headers are announced.
     preflight = client.options("/api/search", headers={
@@ -570,3 +658,25 @@ def test_cors_for_configured_origins_only(indexed):
     assert write.status_code == 400
     assert_error(client.options("/api/nowhere", headers={"Origin": "http://a.example",
                                                           "Access-Control-Request-Method": "GET"}), 404)
+
+
+def test_cors_preflight_of_the_original_client(indexed):
+    """The original client sends `Access-Control-Allow-Origin: *` as a request header, so its preflight asks
+    for it; an allowed origin gets it, and the POST that follows carries the CORS headers."""
+    client = create_app(indexed, indexed.settings.replace(api_cors_origins="http://127.0.0.1:8080")).test_client()
+    asked = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "access-control-allow-origin,content-type"}
+    preflight = client.options("/api/search", headers={"Origin": "http://127.0.0.1:8080", **asked})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"access-control-allow-origin", "content-type"} <= allowed
+    image = b64(photo(indexed, "moon").read_bytes())
+    post = client.post("/api/search", json={"image": image}, headers={
+        "Origin": "http://127.0.0.1:8080", "Access-Control-Allow-Origin": "*"})
+    assert post.status_code == 200 and post.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    assert post.get_json()["images_data"]
+    # Another origin: no CORS answer to its preflight, and its POST is refused.
+    other = client.options("/api/search", headers={"Origin": "http://127.0.0.1:9090", **asked})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert_error(client.post("/api/search", json={"image": image}, headers={"Origin": "http://127.0.0.1:9090"}), 403)

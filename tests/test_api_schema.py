@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from core.api import create_app, load_openapi  # noqa: E402
+from core.api import create_app  # noqa: E402
+from core.api.app import load_openapi  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.engine import Engine  # noqa: E402
 from core.indexer import IndexReport, image_id  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.api import ApiServer, ServerStartError
+from core.server import ApiServer, ServerStartError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,10 +78,45 @@ def test_exposed_bind_needs_a_token(engine):
 
 def test_token_over_the_wire(engine):
     with ApiServer(engine, engine.settings.replace(api_port=0, api_token="s3cret")) as server:
-        status, body = get_json(server.url + "/api/health")
+        status, body = get_json(server.url + "/api/jobs")
         assert status == 401 and "token" in body["detail"]
-        status, body = get_json(server.url + "/api/health", {"Authorization": "Bearer s3cret"})
+        status, body = get_json(server.url + "/api/jobs", {"Authorization": "Bearer s3cret"})
         assert status == 200
+        assert get_json(server.url + "/api/health")[0] == 200
+
+
+def test_token_from_a_file(engine, tmp_path, monkeypatch):
+    """A Docker secret: the file named by IMAGE_SEARCH_API_TOKEN_FILE, its trailing newline dropped."""
+    secret = tmp_path / "token"
+    secret.write_text("fr0m-a-file\n")
+    monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(secret))
+    with ApiServer(engine, engine.settings.replace(api_port=0, api_host="0.0.0.0")) as server:
+        assert get_json(server.url + "/api/jobs")[0] == 401
+        assert get_json(server.url + "/api/jobs", {"Authorization": "Bearer fr0m-a-file"})[0] == 200
+    secret.write_text("\n")
+    with pytest.raises(ServerStartError, match="is empty"):
+        ApiServer(engine, engine.settings)
+    monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ServerStartError, match="cannot read the token file"):
+        ApiServer(engine, engine.settings)
+
+
+def test_a_model_that_fails_to_build_makes_health_503(settings, tmp_path):
+    """The warm-up of `serve` logs the failure once; health reports it instead of claiming to be ready."""
+    from core.engine import Engine
+
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not an HDF5 file")
+    engine = Engine(settings.replace(weights=str(broken), runtime="onnxruntime"))
+    try:
+        server = ApiServer(engine, engine.settings.replace(api_port=0))
+        with server:
+            assert get_json(server.url + "/api/health")[0] == 200  # the file is there: not known to be bad yet
+            server.warm_up()
+            status, body = get_json(server.url + "/api/health")
+            assert status == 503 and "could not be loaded" in body["detail"]
+    finally:
+        engine.close()
 
 
 def test_serve_command_runs_until_interrupted(tmp_path):
@@ -106,6 +141,34 @@ def test_serve_command_runs_until_interrupted(tmp_path):
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
         assert "stopped" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_serve_without_its_weights_file_answers_503_instead_of_exiting(tmp_path):
+    """A missing weights file is one clear line and 503s with the reason (an unhealthy container), not an exit
+    that a restart policy would repeat; SIGTERM still stops it at once."""
+    port = free_port()
+    missing = tmp_path / "weights" / "vgg16.h5"
+    command = [sys.executable, "-m", "core", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+               "--weights", str(missing)]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"http://127.0.0.1:{port}/" in process.stdout.readline()
+        for path in ("/api/health", "/api/jobs"):
+            status, body = get_json(f"http://127.0.0.1:{port}{path}")
+            assert status == 503 and str(missing) in body["detail"], body
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=10)
+        assert time.monotonic() - started < 5
+        assert process.returncode == 1
+        assert [line for line in errors.splitlines() if "error" in line] == [
+            f"image-search: error: weights file not found: {missing}. Give the path of a VGG16 .h5 weights file, "
+            "or 'imagenet' to use the Keras cache. (answering 503 until restarted)"]
     finally:
         if process.poll() is None:
             process.kill()

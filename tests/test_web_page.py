@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.api import ApiServer
 from core.config import Settings
 from core.engine import Engine
+from core.server import ApiServer
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "coins", "moon", "colorwheel", "china", "flower"]

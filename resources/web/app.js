@@ -79,6 +79,11 @@ async function showImage(img, url) {
 async function refreshStatus() {
   try {
     const health = await api("api/health");
+    if (health.count === undefined) {
+      // Health needs no token and then tells only whether the server is up: this server wants one.
+      await askToken();
+      return refreshStatus();
+    }
     const images = `${health.count.toLocaleString()} image${health.count === 1 ? "" : "s"}`;
     $("status").textContent = `${images} · ${health.model_label} · ${health.backend}`;
     $("status").className = "status ok";
