@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            from core.api import serve
+            from core.server import serve
 
             return serve(settings)
         from core.engine import Engine

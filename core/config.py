@@ -63,6 +63,8 @@ class Settings:
     api_port: int = setting(5000, "port of the HTTP API", flag=False)
     api_token: str | None = setting(None, "bearer token required by /api (needed beyond loopback)", flag=False,
                                     secret=True)
+    api_token_file: str | None = setting(None, "file holding api_token (e.g. a Docker secret); api_token wins",
+                                         flag=False)
     api_cors_origins: str | None = setting(None, "comma-separated origins allowed by CORS (off when empty)",
                                            flag=False)
     max_upload_mb: float = setting(20.0, "largest accepted upload, MB", flag=False)

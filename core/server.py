@@ -4,7 +4,6 @@ loop of `image-search serve`."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import sys
@@ -55,9 +54,7 @@ def with_token_file(settings: Settings) -> Settings:
     /run/secrets/...) when api_token itself is unset. Surrounding whitespace (the file's newline) is dropped.
 
     Raises ServerStartError when the file cannot be read or holds no token."""
-    # Transitional: core/config.py has no api_token_file field yet; until it does, the file comes from the
-    # variable that field will read (IMAGE_SEARCH_API_TOKEN_FILE).
-    path = getattr(settings, "api_token_file", None) or os.environ.get("IMAGE_SEARCH_API_TOKEN_FILE")
+    path = settings.api_token_file
     if settings.api_token or not path:
         return settings
     try:

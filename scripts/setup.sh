@@ -29,7 +29,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q --upgrade pip "setuptools>=69"
 if (( WITH_TESTS )); then
   .venv/bin/python -m pip install -q -e '.[desktop,tensorflow,openvino,test]'
 else

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Settings
 from core.server import ApiServer, ServerStartError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,15 +91,17 @@ def test_token_from_a_file(engine, tmp_path, monkeypatch):
     secret = tmp_path / "token"
     secret.write_text("fr0m-a-file\n")
     monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(secret))
-    with ApiServer(engine, engine.settings.replace(api_port=0, api_host="0.0.0.0")) as server:
+    from_env = Settings.load()
+    assert from_env.api_token_file == str(secret)
+    exposed = engine.settings.replace(api_port=0, api_host="0.0.0.0", api_token_file=str(secret))
+    with ApiServer(engine, exposed) as server:
         assert get_json(server.url + "/api/jobs")[0] == 401
         assert get_json(server.url + "/api/jobs", {"Authorization": "Bearer fr0m-a-file"})[0] == 200
     secret.write_text("\n")
     with pytest.raises(ServerStartError, match="is empty"):
-        ApiServer(engine, engine.settings)
-    monkeypatch.setenv("IMAGE_SEARCH_API_TOKEN_FILE", str(tmp_path / "missing"))
+        ApiServer(engine, engine.settings.replace(api_token_file=str(secret)))
     with pytest.raises(ServerStartError, match="cannot read the token file"):
-        ApiServer(engine, engine.settings)
+        ApiServer(engine, engine.settings.replace(api_token_file=str(tmp_path / "missing")))
 
 
 def test_a_model_that_fails_to_build_makes_health_503(settings, tmp_path):
