@@ -240,7 +240,7 @@ check_service() {
         state="$(json 'd["state"]' <<<"$reply")"
         case "$state" in queued|running) sleep 0.5 ;; *) break ;; esac
     done
-    [ "$state" = done ] || die "index job ended '$state': $reply"
+    [ "$state" = "done" ] || die "index job ended '$state': $reply"
     local count
     count="$(api GET /api/health | json 'd["count"]')"
     [ "$count" = "${#PHOTOS[@]}" ] || die "the index holds $count images, not ${#PHOTOS[@]}: $reply"
