@@ -18,6 +18,9 @@ APP_NAME = "image-search"
 BACKENDS = ("embedded", "elasticsearch")
 DESCRIPTORS = ("gem", "fc1")
 RUNTIMES = ("auto", "onnxruntime", "tensorflow")
+# Names the scan ignores (and counts): hidden files and folders, AppleDouble `._*`, Synology `@eaDir`,
+# `.thumbnails`, Lightroom `*.lrdata` previews, Windows `$RECYCLE.BIN`, freedesktop `.Trash-*`.
+DEFAULT_EXCLUDE = ".*, ._*, @eaDir, .thumbnails, *.lrdata, $RECYCLE.BIN, .Trash-*"
 
 
 class ConfigError(Exception):
@@ -45,6 +48,16 @@ class Settings:
     api_token: str | None = None  # required when api_host is not a loopback address
     api_cors_origins: str | None = None  # comma separated; CORS stays off when empty
     max_upload_mb: float = 20.0
+    # Glob patterns, comma separated (a TOML list also works), of file and folder names the scan ignores;
+    # a pattern with a "/" matches the whole path. Replaces the default list, so keep what you still want.
+    exclude: str = DEFAULT_EXCLUDE
+    # Follow symlinks that lead out of every indexed folder (off, as in digiKam and rclip: a link to `/`
+    # or to a network share would otherwise pull in whatever it points at).
+    follow_external_symlinks: bool = False
+
+    def exclude_patterns(self) -> tuple[str, ...]:
+        """The `exclude` setting as a tuple of glob patterns (empty entries dropped)."""
+        return tuple(p.strip() for p in self.exclude.split(",") if p.strip())
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -88,6 +101,16 @@ def default_config_file() -> Path:
 
 def _coerce(f: dataclasses.Field, value):
     kind = str(f.type)
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting {f.name} must be true or false, got {value!r}")
+    if isinstance(value, list):  # a TOML list of patterns
+        return ", ".join(str(v) for v in value)
     try:
         if kind.startswith("int"):
             return int(value)
