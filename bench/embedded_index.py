@@ -35,8 +35,8 @@ def percentile_ms(times: list[float], q: float) -> float:
 
 def run(size: int, dims: int, queries: int) -> dict:
     vectors = unit_vectors(size, dims, 0)
-    records = [ImageRecord(f"{i:016x}", f"/photos/{i // 1000}/img{i}.jpg", f"img{i}.jpg", f"/photos/{i // 1000}",
-                           1000, 1, "h", 640, 480) for i in range(size)]
+    records = [ImageRecord(f"{i:016x}", (f"/photos/{i // 1000}/img{i}.jpg",), 1000, 1, 1, i, "h", 640, 480)
+               for i in range(size)]
     result: dict = {"images": size, "dims": dims}
     with tempfile.TemporaryDirectory() as tmp:
         store = EmbeddedStore(tmp)

@@ -156,11 +156,15 @@ def validate(records: Sequence[ImageRecord], vectors: np.ndarray | None, dims: i
 
     Raises InvalidRecord for: a count mismatch, vectors not of shape (n, dims), non-finite or zero
     vectors, an empty id or path list, a text field with a NUL character or a lone surrogate that is
-    not an fs path's undecodable byte, negative sizes or integers beyond 64 bits, duplicate ids.
+    not an fs path's undecodable byte, negative sizes or integers beyond 64 bits, duplicate ids, the same
+    path twice.
     """
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise InvalidRecord("the same image id twice in one write")
+    paths = [p for r in records for p in r.paths]
+    if len(set(paths)) != len(paths):
+        raise InvalidRecord("the same path twice in one write (a path names one image)")
     for r in records:
         _check_record(r)
     if vectors is None:
@@ -207,6 +211,9 @@ class VectorStore(Protocol):
     Errors: every method raises StoreError (or a subclass) with a message for users; nothing else
     escapes for I/O or server failures. Writes validate their whole input first (`validate`) and write
     nothing when it is invalid.
+
+    A path names at most one image: a write that gives an image a path another image holds takes the
+    path from that image, and an image left with no path is deleted (its file is gone).
     """
 
     backend: str  # "embedded" or "elasticsearch"
@@ -221,14 +228,15 @@ class VectorStore(Protocol):
 
     def upsert(self, records: Sequence[ImageRecord], vectors: Vectors) -> None:
         """Insert or replace records (by id) with their vectors (float32 (n, dims), unit rows), durably,
-        as one unit. Raises InvalidRecord (nothing written) or StoreError."""
+        as one unit. Raises InvalidRecord (nothing written) or StoreError (also before `initialize`)."""
 
     def update(self, records: Sequence[ImageRecord]) -> None:
         """Replace the records of images already in the index (paths, size, times...), keeping their
-        vectors. Ids not in the index are ignored."""
+        vectors. Ids not in the index are ignored. Raises InvalidRecord (nothing written) or StoreError
+        (also before `initialize`)."""
 
     def delete(self, ids: Iterable[str]) -> None:
-        """Forget these images (unknown ids are ignored)."""
+        """Forget these images (unknown ids are ignored). Raises StoreError before `initialize`."""
 
     def get(self, image_id: str) -> ImageRecord | None:
         """The record of an id, or None."""
