@@ -160,7 +160,7 @@ class ElasticStore:
         self._dirty = False  # this object wrote since its last refresh
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ElasticStore:
+    def from_settings(cls, settings: Settings, progress: Progress | None = None) -> ElasticStore:
         return cls(
             settings.es_url,
             settings.es_index,
@@ -169,6 +169,7 @@ class ElasticStore:
             password=settings.es_password,
             ca_certs=settings.es_ca_certs,
             timeout_s=settings.es_timeout_s,
+            progress=progress,
         )
 
     # -- identity ---------------------------------------------------------------------------------
