@@ -265,8 +265,9 @@ class VectorStore(Protocol):
         """How many images the index holds."""
 
     def records(self, under: str | None = None) -> Iterator[ImageRecord]:
-        """Every record, or those with a path under the folder `under` (an absolute fs path); streamed,
-        so memory does not grow with the index."""
+        """Every record, or those with a path under the folder `under` (an absolute fs path, compared by
+        its raw bytes: "/a" holds "/a/x.jpg", never "/ab/x.jpg"); each image once; streamed, so memory does
+        not grow with the index. Ordered by path (embedded: raw bytes; Elasticsearch: display text)."""
 
     def finish(self) -> None:
         """End of a batch of writes (an indexing run): make them visible to searches in other processes."""
