@@ -97,10 +97,14 @@ def test_records_round_trip_losslessly_by_id_and_every_path(store):
 def test_vectors_are_stored_as_unit_rows(store):
     vectors = unit(3) * np.array([[1.0], [2.5], [0.3]], np.float32)  # renormalised on the way in
     store.upsert(ODD[:3], vectors)
+    many = store.vectors(["nope", ODD[2].id, ODD[0].id, ODD[1].id])
+    assert set(many) == {ODD[2].id, ODD[0].id, ODD[1].id} and store.vectors([]) == {}
     for r, v in zip(ODD[:3], unit(3), strict=True):
         got = store.vector(r.id)
         assert got.dtype == np.float32 and got.shape == (DIMS,)
         np.testing.assert_allclose(got, v, atol=1e-6)
+        assert many[r.id].dtype == np.float32 and many[r.id].shape == (DIMS,)
+        np.testing.assert_allclose(many[r.id], v, atol=1e-6)
 
 
 def test_upsert_replaces_by_id(store):

@@ -253,6 +253,10 @@ class VectorStore(Protocol):
     def vector(self, image_id: str) -> np.ndarray | None:
         """The stored vector of an id: float32 (dims,), or None."""
 
+    def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id (float32 (dims,) each), in one round trip per thousand ids; unknown ids
+        are absent."""
+
     def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
         """The k records nearest to `vector` (float32 (dims,), unit length) by cosine similarity, best
         first, honouring filters. k results come back whenever k records pass the filters (exact on

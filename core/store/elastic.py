@@ -209,7 +209,7 @@ class ElasticStore:
         validate(records, None, self._dims())
         if not records:
             return
-        vectors = self._vectors([r.id for r in records])
+        vectors = self.vectors(r.id for r in records)
         records = [r for r in records if r.id in vectors]
         actions = [_index_action(self.alias, r, vectors[r.id]) for r in records]
         self._bulk(self._release_paths(records) + actions, f"update {len(records)} images")
@@ -254,7 +254,18 @@ class ElasticStore:
         return sorted((_record(h) for h in hits), key=lambda r: r.id)
 
     def vector(self, image_id: str) -> np.ndarray | None:
-        return self._vectors([image_id]).get(image_id)
+        return self.vectors([image_id]).get(image_id)
+
+    def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """From doc values (vectors are not in `_source`), LOOKUP_CHUNK ids a search."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[start : start + LOOKUP_CHUNK]
+            hits = self._search("read vectors", query={"ids": {"values": chunk}}, size=len(chunk), source=False,
+                                docvalue_fields=["vector"])
+            found.update((h["_id"], _vector(h)) for h in hits)
+        return found
 
     def count(self) -> int:
         self._fresh()
@@ -343,16 +354,6 @@ class ElasticStore:
         """Refresh before a search when this object has written since: its own writes are then visible."""
         if self._dirty:
             self.finish()
-
-    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        """Stored vectors by id, from doc values (they are not in `_source`); unknown ids are absent."""
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), LOOKUP_CHUNK):
-            chunk = ids[start : start + LOOKUP_CHUNK]
-            hits = self._search("read vectors", query={"ids": {"values": chunk}}, size=len(chunk), source=False,
-                                docvalue_fields=["vector"])
-            found.update((h["_id"], _vector(h)) for h in hits)
-        return found
 
     def _release_paths(self, records: Sequence[ImageRecord]) -> list[dict[str, Any]]:
         """Bulk actions that take the records' paths from the other images holding them: each such

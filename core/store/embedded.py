@@ -183,6 +183,13 @@ class EmbeddedStore:
             row = self._db.execute("SELECT vector FROM images WHERE id = ?", (image_id,)).fetchone()
         return np.frombuffer(row[0], np.float32).copy() if row else None
 
+    def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """From the in-memory matrix (the table's vectors, loaded once)."""
+        with self._lock:
+            self._refresh_cache()
+            cache = self._cache
+            return {i: cache.matrix[cache.row[i]].copy() for i in ids if i in cache.row}
+
     def count(self) -> int:
         with self._lock, self._reading():
             return self._db.execute("SELECT count(*) FROM images").fetchone()[0]
