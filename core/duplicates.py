@@ -19,6 +19,14 @@ weights. With the deterministic random weights (tests), a half-size or quality-6
 test photos scores >= 0.995 against its original, but two different photos reach 0.993, so random weights
 cannot separate them and the tests use a stricter threshold. The aspect-ratio test is what keeps a crop
 or a rotated copy out of `near-duplicate`.
+
+Mirrored and rotated copies (opt-in): their descriptors differ (VGG16 features are not flip- or
+rotation-invariant), so a second pass, `variant_pairs`, embeds each image's mirror and 90/180/270-degree
+rotations with the caller's extractor and searches them in the store (4 extra embeddings and kNN queries
+per image: about 4x the embedding stage of indexing, measured in bench/duplicates.py --variants). Its pairs
+go to `find_groups(variant_pairs=...)`. A member that matches the keeper better after a transform than as
+it is is offered as `similar` (never acted on by default, see core/file_actions.py), with the transform
+named and its score taken after the transform.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from core.paths import display_path, path_json
 from core.store.base import ImageRecord, SearchFilter, VectorStore, record_json
@@ -48,8 +57,28 @@ RULE_REASONS = {
 }
 DEFAULT_RULES = ("reference", "resolution", "size", "oldest")
 TIE_REASON = "first by path"  # every rule tied
+# The variants of an image that `variant_pairs` searches for: mirror and rotations (counter-clockwise).
+VARIANTS = {
+    "mirror": Image.Transpose.FLIP_LEFT_RIGHT,
+    "rotate-90": Image.Transpose.ROTATE_90,
+    "rotate-180": Image.Transpose.ROTATE_180,
+    "rotate-270": Image.Transpose.ROTATE_270,
+}
 
 Progress = Callable[[int, int], None]  # (images queried, images in the index)
+
+
+Embed = Callable[[list[Image.Image]], np.ndarray]  # RGB images -> float32 (n, dims) unit descriptors
+
+
+@dataclass(frozen=True)
+class VariantPair:
+    """Image `a`'s `variant` (a key of VARIANTS) matches image `b` with cosine similarity `score`."""
+
+    a: str
+    b: str
+    score: float
+    variant: str
 
 
 class Cancelled(Exception):
@@ -62,6 +91,7 @@ class Member:
     kind: str  # KEEPER or one of KINDS, relative to the group's keeper
     score: float  # cosine similarity to the keeper (1.0 for the keeper)
     reference: bool  # a path lies in a reference folder: never marked for an action
+    variant: str | None = None  # a key of VARIANTS when the member matches the keeper after that transform
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,7 @@ def find_groups(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     decisions: Decisions | None = None,
+    variant_pairs: Iterable[VariantPair] = (),
 ) -> list[Group]:
     """Groups of duplicate images in `store`, each with a keeper; largest groups first.
 
@@ -103,7 +134,8 @@ def find_groups(
     batch: query vectors per `knn_many` call. progress(done, total) after each batch. cancel: an object
     with `is_set()`, checked between batches; raises Cancelled. decisions: "not duplicates" pairs
     (core.store.decisions.decisions_for(store)) that never pair; None applies none. An excluded pair can
-    still share a group through a third image that pairs with both.
+    still share a group through a third image that pairs with both. variant_pairs: mirrored or rotated
+    matches from `variant_pairs()`, joined like the others.
 
     Raises ValueError for an unknown rule or a k or batch below 1, StoreError from the store.
     """
@@ -125,6 +157,12 @@ def find_groups(
         ids.append(record.id)
         twin = first_with_hash.setdefault(record.hash, record.id)
         join(twin, record.id)
+    variants: dict[tuple[str, str], VariantPair] = {}
+    for found in variant_pairs:
+        join(found.a, found.b)
+        best = variants.get(pair(found.a, found.b))
+        if best is None or found.score > best.score:
+            variants[pair(found.a, found.b)] = found
     total = len(ids)
     want = SearchFilter(min_score=threshold)
     for start in range(0, total, batch):
@@ -148,8 +186,52 @@ def find_groups(
     for component in members:
         found = [records[i] for i in component if i in records]  # an image deleted meanwhile is left out
         if len(found) > 1:
-            groups.append(_group(store, found, folders, keeper_rules))
+            groups.append(_group(store, found, folders, keeper_rules, variants))
     return sorted(groups, key=lambda g: (-len(g.members), g.keeper.record.path))
+
+
+def variant_pairs(
+    store: VectorStore,
+    images: Iterable[tuple[str, Image.Image]],
+    embed: Embed,
+    threshold: float = 0.95,
+    *,
+    variants: Sequence[str] = tuple(VARIANTS),
+    k: int = DEFAULT_K,
+    batch: int = 16,
+    cancel: threading.Event | None = None,
+) -> list[VariantPair]:
+    """The second pass for mirrored and rotated copies: each image's variants, embedded by `embed`, searched
+    in `store`; the matches at or above `threshold` with another image.
+
+    images: (image id, its decoded RGB image) pairs, consumed `batch` at a time (so memory holds one
+    batch). embed: the extractor as a callable (RGB images -> float32 (n, dims) unit rows), e.g. the
+    engine's. Cost: len(variants) embeddings and kNN queries per image. Raises ValueError for an unknown
+    variant, Cancelled, StoreError.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    found: list[VariantPair] = []
+    want = SearchFilter(min_score=threshold)
+    chunk: list[tuple[str, Image.Image]] = []
+
+    def search() -> None:
+        queries = [(image_id, name) for image_id, _ in chunk for name in variants]
+        vectors = embed([image.transpose(VARIANTS[name]) for _, image in chunk for name in variants])
+        for (image_id, name), hits in zip(queries, store.knn_many(vectors, k + 1, want), strict=True):
+            found.extend(VariantPair(image_id, h.record.id, h.score, name) for h in hits if h.record.id != image_id)
+        chunk.clear()
+
+    for item in images:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the search for mirrored and rotated copies was cancelled")
+        chunk.append(item)
+        if len(chunk) == batch:
+            search()
+    if chunk:
+        search()
+    return found
 
 
 def in_reference(record: ImageRecord, reference_folders: Sequence[str]) -> bool:
@@ -178,15 +260,16 @@ def group_json(group: Group) -> dict:
     """A group as JSON (CLI `--json`, HTTP API): `kind`, `keep` (the keeper's path as display text; with
     `keep_bytes` when the name is not UTF-8, core.paths.path_json), `reason`, and `images`, the keeper
     first: core.store.base.record_json plus `kind` ("keeper" or a member kind), `score` (cosine similarity
-    to the keeper, 6 decimals) and `reference` (true: in a reference folder, never acted on)."""
+    to the keeper, 6 decimals), `reference` (true: in a reference folder, never acted on) and, for a
+    mirrored or rotated copy, `variant` (a key of VARIANTS)."""
     keep = path_json(group.keeper.record.path)
     return {
         "kind": group.kind,
         "keep": keep["path"],
         **({"keep_bytes": keep["path_bytes"]} if "path_bytes" in keep else {}),
         "reason": group.reason,
-        "images": [{**record_json(m.record), "kind": m.kind, "score": round(m.score, 6), "reference": m.reference}
-                   for m in group.members],
+        "images": [{**record_json(m.record), "kind": m.kind, "score": round(m.score, 6), "reference": m.reference,
+                    **({"variant": m.variant} if m.variant else {})} for m in group.members],
     }
 
 
@@ -235,7 +318,8 @@ def _rule_value(rule: str, record: ImageRecord, reference: bool) -> int:
     return -record.mtime_ns  # "oldest"
 
 
-def _group(store: VectorStore, records: list[ImageRecord], folder_keys: list[str], rules: Sequence[str]) -> Group:
+def _group(store: VectorStore, records: list[ImageRecord], folder_keys: list[str], rules: Sequence[str],
+           variants: dict[tuple[str, str], VariantPair]) -> Group:
     reference = {r.id: _in_folders(r, folder_keys) for r in records}
 
     def rank(r: ImageRecord) -> tuple:
@@ -255,6 +339,11 @@ def _group(store: VectorStore, records: list[ImageRecord], folder_keys: list[str
     members = [Member(keeper, KEEPER, 1.0, reference[keeper.id])]
     for r in ordered[1:]:
         score = float(min(1.0, scores.get(r.id, 0.0)))
-        members.append(Member(r, member_kind(keeper, r, score), score, reference[r.id]))
+        kind = member_kind(keeper, r, score)
+        variant = variants.get(pair(keeper.id, r.id))
+        if kind != "exact" and variant is not None and variant.score > score:  # a transformed copy
+            members.append(Member(r, "similar", float(min(1.0, variant.score)), reference[r.id], variant.variant))
+        else:
+            members.append(Member(r, kind, score, reference[r.id]))
     members[1:] = sorted(members[1:], key=lambda m: (KINDS.index(m.kind), -m.score, m.record.path))
     return Group(tuple(members), reason)

@@ -16,13 +16,16 @@ from PIL import Image
 from core.duplicates import (
     DEFAULT_RULES,
     TIE_REASON,
+    VARIANTS,
     Cancelled,
     describe,
     find_groups,
     group_json,
     member_kind,
     same_aspect,
+    variant_pairs,
 )
+from core.model import to_model_pixels
 from core.store.base import ImageRecord, ModelIdentity, new_image_id
 from core.store.decisions import decisions_for
 
@@ -218,6 +221,7 @@ def test_real_files(engine, photo_dir, tmp_path):
     original.save(lib / "reencoded.jpg", quality=60)
     original.resize((original.width // 2, original.height // 2), Image.Resampling.LANCZOS).save(lib / "half.png")
     original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(lib / "mirror.jpg", quality=92)
+    Image.open(photo_dir / "chelsea.jpg").transpose(Image.Transpose.ROTATE_90).save(lib / "chelsea-rot90.jpg")
     (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
     os.link(lib / "coffee.jpg", lib / "coffee-link.jpg")
     engine.index([str(lib), str(ref)])
@@ -234,3 +238,40 @@ def test_real_files(engine, photo_dir, tmp_path):
     assert members[str(lib / "half.png")].kind == "near-duplicate"
     assert str(lib / "coffee.jpg") not in members  # its hard link is the same image, not a copy
     assert not any(Path(p).name.startswith("coffee") for p in members)
+
+    assert str(lib / "chelsea-rot90.jpg") not in members  # rotated: found by the opt-in pass only
+
+
+def test_rotated_copies_found_by_the_variant_pass(engine, photo_dir, tmp_path, shared_extractor):
+    """The opt-in second pass finds a rotated copy through the original's rotation, and names a mirrored copy."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    assert chelsea.width != chelsea.height
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(lib / "chelsea-mirror.jpg", quality=92)
+    os.utime(lib / "chelsea.jpg", ns=(10**18, 10**18))  # the oldest: the keeper
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    engine.index([str(lib)])
+    store = engine.store
+    threshold = 0.995
+    rotated_path = str(lib / "chelsea-rot90.jpg")
+    assert not any(rotated_path in by_path(g) for g in find_groups(store, threshold))  # not without the pass
+
+    def embed(images):
+        return shared_extractor.embed(np.stack([to_model_pixels(image) for image in images]))
+
+    images = ((r.id, Image.open(r.path).convert("RGB")) for r in store.records())
+    found = variant_pairs(store, images, embed, threshold, batch=2)
+    assert {p.variant for p in found} <= set(VARIANTS)
+    [group] = find_groups(store, threshold, variant_pairs=found, keeper_rules=("oldest",))
+    assert group.keeper.record.path == str(lib / "chelsea.jpg")
+    members = by_path(group)
+    assert sorted(members) == [str(lib / n) for n in ("chelsea-mirror.jpg", "chelsea-rot90.jpg", "chelsea.jpg")]
+    rotated, mirrored = members[rotated_path], members[str(lib / "chelsea-mirror.jpg")]
+    assert rotated.kind == "similar" and rotated.variant in ("rotate-90", "rotate-270") and rotated.score >= threshold
+    assert (mirrored.kind, mirrored.variant) == ("similar", "mirror")
+    assert {i["path"]: i.get("variant") for i in group_json(group)["images"]}[rotated_path] == rotated.variant
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_pairs(store, [], embed, variants=["skew"])
