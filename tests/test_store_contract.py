@@ -94,6 +94,15 @@ def test_records_round_trip_losslessly_by_id_and_every_path(store):
     assert store.get_many([]) == {}
 
 
+def test_a_very_long_path(store):
+    folder = "/" + "/".join(f"{n:02d}" + "é" * 120 for n in range(15))  # ~3,700 bytes, under PATH_MAX
+    long = rec("long", f"{folder}/Ünïcode name.jpg")
+    store.upsert([long], unit(1))
+    assert store.get("long") == long and store.get_by_path(long.path) == long
+    assert [h.record for h in store.knn(unit(1)[0], 5, SearchFilter(text="14ÉÉÉ ünïcode"))] == [long]
+    assert list(store.records(under=folder)) == [long]
+
+
 def test_vectors_are_stored_as_unit_rows(store):
     vectors = unit(3) * np.array([[1.0], [2.5], [0.3]], np.float32)  # renormalised on the way in
     store.upsert(ODD[:3], vectors)

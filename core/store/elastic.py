@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 SCHEMA = 2
 MAX_CANDIDATES = 10_000  # Elasticsearch's limit for num_candidates, so also for k
 MAX_RESULT_WINDOW = 10_000  # index.max_result_window: the most hits one search returns
+# A prefix query becomes an automaton of about one state per UTF-8 byte, and the server refuses more
+# than 1000 states ("input automaton is too large"); a shorter prefix only finds more candidates.
+MAX_PREFIX_BYTES = 512
 # Search tuning, measured with bench/knn.py on clustered unit vectors, 100k x 512-d and x 4096-d, k=10:
 # 5 HNSW candidates per hit (at least 50) keep recall@10 >= 0.999 with int8; 10 per hit cost 1.2-1.9x
 # the latency for at most 0.001 more recall. Then `oversample` quantized hits per hit are re-scored with
@@ -278,9 +281,11 @@ class ElasticStore:
         prefix = b""
         if under is not None:
             # Display text finds the candidates (a prefix ending in "/" decodes the same alone or in a
-            # longer path); the raw bytes then decide, since distinct bytes can display alike.
+            # longer path; cut to the server's limit on prefix length, it finds more); the raw bytes
+            # then decide, since distinct bytes can display alike.
             prefix = os.fsencode(under).rstrip(b"/") + b"/"
-            query = {"prefix": {"paths": display_path(os.fsdecode(prefix))}}
+            shown = display_path(os.fsdecode(prefix)).encode()[:MAX_PREFIX_BYTES].decode("utf-8", "ignore")
+            query = {"prefix": {"paths": shown}}
         self._fresh()
         with self._guard("list the images"):
             for doc in helpers.scan(self._es, query={"query": query, "sort": [{"paths": "asc"}]},
