@@ -10,7 +10,12 @@ blocks (one matrix product per block of rows, no N×N matrix held), timed on the
 (N / subset)^2 to N. Prints one JSON object; figures for 1M images are projected from the measured ones
 (grouping through the exact knn_many scales as N^2).
 
+The opt-in pass for mirrored and rotated copies (core.duplicates.variant_pairs) is measured apart with the
+real VGG16 graph (deterministic random weights: speed does not depend on them) on `--variants` synthetic
+640x480 photos: seconds per image for the pass against the embedding stage of indexing (resize + embed).
+
     python bench/duplicates.py [--size 100000] [--subset 20000] [--threshold 0.95] [--k 16] [--batch 256]
+                               [--variants 8]
 
 The default size keeps the run to a few minutes on a shared 2-core machine; pass --size 100000 for the
 issue's figure.
@@ -32,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.duplicates import find_groups  # noqa: E402
+from core.duplicates import VARIANTS, find_groups, variant_pairs  # noqa: E402
 from core.store import ImageRecord, ModelIdentity  # noqa: E402
 from core.store.embedded import EmbeddedStore  # noqa: E402
 
@@ -166,6 +171,41 @@ def run(size: int, subset: int, dims: int, threshold: float, k: int, batch: int)
     return result
 
 
+def variants_cost(count: int) -> dict:
+    """Seconds per image: the embedding stage of indexing against the mirror + rotations pass."""
+    from PIL import Image
+
+    from core.model import Extractor, resolve_weights, to_model_pixels
+
+    extractor = Extractor("gem", resolve_weights("random", "gem"))
+    rng = np.random.default_rng(2)
+    ramp = np.linspace(0, 255, 640, dtype=np.float32)
+    images = []
+    for _ in range(count):  # smooth colour ramps with noise: a photo's cost, not a blank's
+        pixels = ramp[None, :, None] * rng.uniform(0.2, 1, 3) + rng.normal(0, 20, (480, 640, 3))
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+
+    def embed(batch: list) -> np.ndarray:
+        return extractor.embed(np.stack([to_model_pixels(image) for image in batch]))
+
+    t = time.perf_counter()
+    vectors = embed(images)
+    plain_s = (time.perf_counter() - t) / count
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EmbeddedStore(tmp)
+        store.initialize(extractor.identity)
+        ids = [f"{i:016x}" for i in range(count)]
+        store.upsert([ImageRecord(i, (f"/v/{i}.jpg",), 1, 1, 1, 1, i, 640, 480) for i in ids], vectors)
+        t = time.perf_counter()
+        variant_pairs(store, zip(ids, images, strict=True), embed, 0.95)
+        pass_s = (time.perf_counter() - t) / count
+        store.close()
+    return {"variants_images": count, "variants": list(VARIANTS),
+            "embed_stage_s_per_image": round(plain_s, 3), "variant_pass_s_per_image": round(pass_s, 3),
+            "variant_pass_vs_embed_stage": round(pass_s / plain_s, 2),
+            "projected_100k_variant_pass_h": round(pass_s * 100_000 / 3600, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20_000)
@@ -174,9 +214,12 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--variants", type=int, default=8, help="photos for the mirror/rotation pass (0: skip)")
     args = parser.parse_args()
-    print(json.dumps({"backend": "embedded", **run(args.size, args.subset, args.dims, args.threshold, args.k,
-                                                    args.batch)}, indent=1))
+    result = {"backend": "embedded", **run(args.size, args.subset, args.dims, args.threshold, args.k, args.batch)}
+    if args.variants:
+        result.update(variants_cost(args.variants))
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
