@@ -289,14 +289,11 @@ def _root(parent: dict[str, str], i: str) -> str:
 
 
 def _vectors(store: VectorStore, ids: Iterable[str]) -> tuple[list[str], np.ndarray]:
-    """The ids still in the store and their vectors, float32 (n, dims)."""
-    found, rows = [], []
-    for image_id in ids:
-        vector = store.vector(image_id)
-        if vector is not None:
-            found.append(image_id)
-            rows.append(vector)
-    return found, (np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32))
+    """The ids still in the store, in order, and their vectors, float32 (n, dims): one `vectors` call."""
+    ids = list(ids)
+    found = store.vectors(ids)
+    kept = [i for i in ids if i in found]
+    return kept, (np.stack([found[i] for i in kept]).astype(np.float32) if kept else np.zeros((0, 0), np.float32))
 
 
 def _folder_key(folder: str) -> str:

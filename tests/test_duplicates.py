@@ -29,6 +29,7 @@ from core.model import to_model_pixels
 from core.store.base import ImageRecord, ModelIdentity, new_image_id
 from core.store.decisions import decisions_for
 
+pytest_plugins = ["tests.es_fixtures"]
 DIMS = 16
 IDENTITY = ModelIdentity("gem", DIMS, "random-0")
 
@@ -49,11 +50,17 @@ def rec(path: str, *, size=1000, w=640, h=480, mtime=0, h_=None, paths=None) -> 
                        h_ or hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest(), w, h)
 
 
-@pytest.fixture
-def store(tmp_path):
-    from core.store.embedded import EmbeddedStore
+@pytest.fixture(params=["embedded", "elasticsearch"])
+def store(request, tmp_path):
+    """Both backends; Elasticsearch is the real test server (tests/es_fixtures.py)."""
+    if request.param == "embedded":
+        from core.store.embedded import EmbeddedStore
 
-    s = EmbeddedStore(tmp_path / "data")
+        s = EmbeddedStore(tmp_path / "data")
+    else:
+        from core.store.elastic import ElasticStore
+
+        s = ElasticStore(request.getfixturevalue("es_url"), request.getfixturevalue("es_alias"))
     s.initialize(IDENTITY)
     yield s
     s.close()
