@@ -181,12 +181,13 @@ def find_groups(
         components.setdefault(_root(parent, image_id), []).append(image_id)
     members = [c for c in components.values() if len(c) > 1]
     records = store.get_many(i for c in members for i in c)
+    vectors = store.vectors(list(records))  # of the grouped images only: memory O(grouped), few round trips
     folders = [_folder_key(f) for f in reference_folders]
     groups = []
     for component in members:
         found = [records[i] for i in component if i in records]  # an image deleted meanwhile is left out
         if len(found) > 1:
-            groups.append(_group(store, found, folders, keeper_rules, variants))
+            groups.append(_group(found, vectors, folders, keeper_rules, variants))
     return sorted(groups, key=lambda g: (-len(g.members), g.keeper.record.path))
 
 
@@ -315,7 +316,7 @@ def _rule_value(rule: str, record: ImageRecord, reference: bool) -> int:
     return -record.mtime_ns  # "oldest"
 
 
-def _group(store: VectorStore, records: list[ImageRecord], folder_keys: list[str], rules: Sequence[str],
+def _group(records: list[ImageRecord], vectors: dict[str, np.ndarray], folder_keys: list[str], rules: Sequence[str],
            variants: dict[tuple[str, str], VariantPair]) -> Group:
     reference = {r.id: _in_folders(r, folder_keys) for r in records}
 
@@ -331,11 +332,11 @@ def _group(store: VectorStore, records: list[ImageRecord], folder_keys: list[str
                 for r in ordered[1:]]
     decided = [i for i in deciding if i is not None]
     reason = RULE_REASONS[rules[min(decided)]] if decided else TIE_REASON
-    ids, vectors = _vectors(store, [r.id for r in ordered])
-    scores = dict(zip(ids, (vectors @ vectors[0]).tolist(), strict=True)) if ids and ids[0] == keeper.id else {}
+    keeper_vector = vectors.get(keeper.id)
     members = [Member(keeper, KEEPER, 1.0, reference[keeper.id])]
     for r in ordered[1:]:
-        score = float(min(1.0, scores.get(r.id, 0.0)))
+        # Cosine of unit vectors; 0.0 when a vector vanished meanwhile (deleted by another process).
+        score = float(min(1.0, vectors[r.id] @ keeper_vector)) if keeper_vector is not None and r.id in vectors else 0.0
         kind = member_kind(keeper, r, score)
         variant = variants.get(pair(keeper.id, r.id))
         if kind != "exact" and variant is not None and variant.score > score:  # a transformed copy
