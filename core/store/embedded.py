@@ -58,8 +58,8 @@ CHUNK = 500  # ids per `IN (...)`: SQLite's default limit on host parameters was
 PAGE = 1000  # records per page when streaming
 MIGRATION_LOG_EVERY = 10_000
 # knn_many scores a block of queries against the whole matrix at once: at most this many float32
-# scores (64 MB) per block, so memory stays flat however many queries come in.
-SCORE_BLOCK = 1 << 24
+# scores (16 MB) per block, so memory stays flat however many queries come in.
+SCORE_BLOCK = 1 << 22
 
 Progress = Callable[[int, int], None]  # (done, total) images of a migration
 
@@ -243,12 +243,13 @@ class EmbeddedStore:
             step = max(1, SCORE_BLOCK // len(cache.ids))
             for start in range(0, len(queries), step):
                 scores = queries[start : start + step] @ cache.matrix.T
-                keep = np.broadcast_to(allowed, scores.shape)
+                # Filtered out: -inf, in place (no copies of the block), dropped after the top k.
+                if not allowed.all():
+                    scores[:, ~allowed] = -np.inf
                 if filters.min_score is not None:
-                    keep = keep & (scores >= filters.min_score)
+                    scores[scores < filters.min_score] = -np.inf
                 if filters.max_score is not None:
-                    keep = keep & (scores <= filters.max_score)
-                scores = np.where(keep, scores, -np.inf)
+                    scores[scores > filters.max_score] = -np.inf
                 top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
                     np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
                 for row_scores, row_top in zip(scores, top, strict=True):
