@@ -24,7 +24,7 @@ Mirrored and rotated copies (opt-in): their descriptors differ (VGG16 features a
 rotation-invariant), so a second pass, `variant_pairs`, embeds each image's mirror and 90/180/270-degree
 rotations with the caller's extractor and searches them in the store (4 extra embeddings and kNN queries
 per image: about 4x the embedding stage of indexing, measured in bench/duplicates.py --variants). Its pairs
-go to `find_groups(variant_pairs=...)`. A member that matches the keeper better after a transform than as
+go to `find_groups(variant_matches=...)`. A member that matches the keeper better after a transform than as
 it is is offered as `similar` (never acted on by default, see core/file_actions.py), with the transform
 named and its score taken after the transform.
 """
@@ -124,7 +124,7 @@ def find_groups(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     decisions: Decisions | None = None,
-    variant_pairs: Iterable[VariantPair] = (),
+    variant_matches: Iterable[VariantPair] = (),
 ) -> list[Group]:
     """Groups of duplicate images in `store`, each with a keeper; largest groups first.
 
@@ -134,7 +134,7 @@ def find_groups(
     batch: query vectors per `knn_many` call. progress(done, total) after each batch. cancel: an object
     with `is_set()`, checked between batches; raises Cancelled. decisions: "not duplicates" pairs
     (core.store.decisions.decisions_for(store)) that never pair; None applies none. An excluded pair can
-    still share a group through a third image that pairs with both. variant_pairs: mirrored or rotated
+    still share a group through a third image that pairs with both. variant_matches: mirrored or rotated
     matches from `variant_pairs()`, joined like the others.
 
     Raises ValueError for an unknown rule or a k or batch below 1, StoreError from the store.
@@ -158,7 +158,7 @@ def find_groups(
         twin = first_with_hash.setdefault(record.hash, record.id)
         join(twin, record.id)
     variants: dict[tuple[str, str], VariantPair] = {}
-    for found in variant_pairs:
+    for found in variant_matches:
         join(found.a, found.b)
         best = variants.get(pair(found.a, found.b))
         if best is None or found.score > best.score:

@@ -272,7 +272,7 @@ def test_rotated_copies_found_by_the_variant_pass(engine, photo_dir, tmp_path, s
     images = ((r.id, Image.open(r.path).convert("RGB")) for r in store.records())
     found = variant_pairs(store, images, embed, threshold, batch=2)
     assert {p.variant for p in found} <= set(VARIANTS)
-    [group] = find_groups(store, threshold, variant_pairs=found, keeper_rules=("oldest",))
+    [group] = find_groups(store, threshold, variant_matches=found, keeper_rules=("oldest",))
     assert group.keeper.record.path == str(lib / "chelsea.jpg")
     members = by_path(group)
     assert sorted(members) == [str(lib / n) for n in ("chelsea-mirror.jpg", "chelsea-rot90.jpg", "chelsea.jpg")]
