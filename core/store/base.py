@@ -227,8 +227,10 @@ class VectorStore(Protocol):
         Writes before `initialize` raise StoreError."""
 
     def upsert(self, records: Sequence[ImageRecord], vectors: Vectors) -> None:
-        """Insert or replace records (by id) with their vectors (float32 (n, dims), unit rows), durably,
-        as one unit. Raises InvalidRecord (nothing written) or StoreError (also before `initialize`)."""
+        """Insert or replace records (by id) with their vectors (float32 (n, dims), unit rows), durably.
+        Embedded: one transaction. Elasticsearch has no transactions: a server failure mid-batch can leave
+        part of it written; repeating the same upsert repairs that (writes by id are idempotent).
+        Raises InvalidRecord (nothing written) or StoreError (also before `initialize`)."""
 
     def update(self, records: Sequence[ImageRecord]) -> None:
         """Replace the records of images already in the index (paths, size, times...), keeping their
