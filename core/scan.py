@@ -30,6 +30,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from core.config import DEFAULT_EXCLUDE as _DEFAULT_EXCLUDE
 from core.formats import IMAGE_EXTENSIONS, sniff
@@ -45,6 +46,12 @@ PSEUDO_FILE_SYSTEMS = frozenset({
 })
 PSEUDO_PATHS = ("/proc", "/sys", "/dev")  # also where the mount table cannot be read
 HEAD_BYTES = 64  # read from files of unknown type: what core.formats.sniff needs (its docstring)
+
+
+class Cancel(Protocol):
+    """A cancellation flag (threading.Event fits)."""
+
+    def is_set(self) -> bool: ...
 
 
 def image_suffixes() -> frozenset[str]:
@@ -84,6 +91,7 @@ class ScanResult:
     tops: list[str] = field(default_factory=list)  # real paths walked from: the roots and followed targets
     devices: dict[str, int] = field(default_factory=dict)  # real root folder -> its st_dev at this scan
     mounts: dict[str, int] = field(default_factory=dict)  # mount points at or under the tops -> st_dev
+    cancelled: bool = False  # stopped early: the lists are partial
 
 
 def read_mount_table(path: str = "/proc/self/mounts") -> dict[str, str]:
@@ -143,12 +151,12 @@ def mount_point_of(path: str, table: dict[str, str]) -> str:
 class _Walk:
     """One scan's state. Memory: one FileEntry per image file, one int per folder and per hard-linked file."""
 
-    def __init__(self, exclude: Iterable[str], follow_external_symlinks: bool):
+    def __init__(self, exclude: Iterable[str], follow_external_symlinks: bool, cancel: Cancel | None):
         self.result = ScanResult()
+        self.cancel = cancel
         self.patterns = [p.lower() for p in exclude if p]
         self.follow_external = follow_external_symlinks
         self.table = read_mount_table()
-        self.pseudo = [m for m, kind in self.table.items() if kind in PSEUDO_FILE_SYSTEMS] or list(PSEUDO_PATHS)
         self.roots: list[str] = []
         self.seen_dirs: set[int] = set()
         self.by_inode: dict[int, int] = {}  # (dev, inode) key -> index in result.files
@@ -158,7 +166,10 @@ class _Walk:
         return any(fnmatch.fnmatchcase(lowered_path if "/" in p else lowered, p) for p in self.patterns)
 
     def in_pseudo(self, real: str) -> bool:
-        return any(is_under(real, m) for m in self.pseudo)
+        """True when the file system holding `real` is a pseudo one (so /dev/shm, a tmpfs, is not)."""
+        if self.table:
+            return self.table.get(mount_point_of(real, self.table)) in PSEUDO_FILE_SYSTEMS
+        return any(is_under(real, p) for p in PSEUDO_PATHS)
 
     def inside_roots(self, real: str) -> bool:
         return any(is_under(real, r) for r in self.roots)
@@ -171,7 +182,8 @@ class _Walk:
                 resolved.append(real)
         self.roots = resolved
         for real in resolved:
-            self.root(real)
+            if not self.result.cancelled:
+                self.root(real)
         return self.result
 
     def root(self, real: str) -> None:
@@ -203,6 +215,9 @@ class _Walk:
         result.mounts.setdefault(mount, mount_dev)
         stack = [(top_dir, top_st.st_dev, top_st.st_ino, mount)]
         while stack:
+            if self.cancel is not None and self.cancel.is_set():
+                result.cancelled = True
+                return
             folder, dev, ino, mount = stack.pop()
             key = (dev << 64) | ino
             if key in self.seen_dirs:  # a bind mount, a root inside another, a loop: one walk each
@@ -227,7 +242,7 @@ class _Walk:
                     self.unreadable(path, exc)
                     continue
                 if stat.S_ISLNK(st.st_mode):
-                    self.symlink(path, subfolders)
+                    self.symlink(path)
                 elif stat.S_ISDIR(st.st_mode):
                     sub_mount = self.sub_mount(path, st, dev, mount)
                     if sub_mount is not None:
@@ -239,14 +254,14 @@ class _Walk:
     def sub_mount(self, path: str, st: os.stat_result, parent_dev: int, mount: str) -> str | None:
         """The mount point of a subfolder, or None when it must not be entered (a pseudo file system)."""
         if path in self.table or st.st_dev != parent_dev:
-            if self.table.get(path) in PSEUDO_FILE_SYSTEMS or self.in_pseudo(path):
+            if self.in_pseudo(path):
                 self.result.ignored += 1
                 return None
             self.result.mounts.setdefault(path, st.st_dev)
             return path
         return mount
 
-    def symlink(self, path: str, subfolders: list) -> None:
+    def symlink(self, path: str) -> None:
         result = self.result
         real = os.path.realpath(path)
         try:
@@ -267,6 +282,7 @@ class _Walk:
             result.tops.append(real)
         mount = mount_point_of(real, self.table)
         if stat.S_ISDIR(st.st_mode):
+            result.devices.setdefault(real, st.st_dev)
             self.walk(real, st, top=real, mount=mount)
         else:
             self.file(real, st, top=real, mount=mount, linked=True)
@@ -326,13 +342,14 @@ def _head(path: str) -> bytes:
 
 
 def scan(roots: Iterable[str | Path], exclude: Iterable[str] = DEFAULT_EXCLUDE,
-         follow_external_symlinks: bool = False) -> ScanResult:
+         follow_external_symlinks: bool = False, cancel: Cancel | None = None) -> ScanResult:
     """Walk `roots` (folders or files; `~` expanded, symlinks resolved) and account for every file.
 
     `exclude`: glob patterns of names to ignore (replaces DEFAULT_EXCLUDE). `follow_external_symlinks`:
-    also follow symlinks that lead outside every root (default off). A root named as a file is tried
+    also follow symlinks that lead outside every root (default off). `cancel`: checked before each folder;
+    once set, the result is partial and says `cancelled`. A root named as a file is tried
     whatever its name. Raises nothing for file system errors: they become `skipped` reasons and
     `incomplete` folders. Memory: one small FileEntry per image file, one int per folder and per
     hard-linked file (measured: 82 MB peak RSS over the baseline at 200k files with 56-character paths, about
     0.4 kB a file)."""
-    return _Walk(exclude, follow_external_symlinks).run(roots)
+    return _Walk(exclude, follow_external_symlinks, cancel).run(roots)

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +222,14 @@ def test_mount_table_escapes(tmp_path):
     table = tmp_path / "mounts"
     table.write_bytes(b"none /media/my\\040disk tmpfs rw 0 0\nproc /proc proc rw 0 0\n")
     assert scan_module.read_mount_table(str(table)) == {"/media/my disk": "tmpfs", "/proc": "proc"}
+
+
+def test_a_real_file_system_under_dev_is_scanned():
+    table = scan_module.read_mount_table()
+    if table.get("/dev/shm") != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm here")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
+        write(Path(folder) / "a.jpg")
+        assert [os.path.basename(p) for p in paths_of(scan([folder]))] == ["a.jpg"]
