@@ -1,27 +1,60 @@
-"""Safe image loading: anything Pillow can decode becomes an oriented RGB image, anything else an ImageError."""
+"""Safe image loading: every image file a photo library holds becomes an oriented sRGB image, anything else an
+ImageError with a short reason naming the format and the problem.
+
+Formats: whatever Pillow opens (JPEG, MPO, PNG, GIF, WebP, BMP, TIFF, AVIF, ...), HEIF/HEIC through pillow-heif,
+camera RAW through rawpy (LibRaw). What viewers show is decoded: a JPEG missing only its end marker and a PNG
+with damaged or oversized metadata chunks are read, with a warning. Embedded ICC profiles are converted to sRGB
+with LittleCMS (Pillow's ImageCms). Decoder warnings are returned with the image instead of printed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import stat
+import struct
+import threading
 import warnings
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+import pillow_heif
+import rawpy
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from core.formats import RAW_EXTENSIONS, sniff
 
 # Pillow's own decompression-bomb guard stays on (DecompressionBombError above 2x MAX_IMAGE_PIXELS,
 # about 179 megapixels). Its warning for 89-179 MP is silenced: such images are legitimate photos.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+pillow_heif.register_heif_opener()
 
 BACKGROUND = (128, 128, 128)  # neutral grey behind transparent pixels
 HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+RAW_KINDS = {"CR2", "CR3", "RAF", "ORF", "RW2"}  # sniff() names that only LibRaw reads
+MIN_PREVIEW = 224  # a RAW's embedded preview is used when its shorter side is at least the network's input
+DNG_VERSION_TAG = 50706  # Adobe DNG specification 1.4, "DNGVersion"
+NEW_SUBFILE_TYPE_TAG = 254  # TIFF 6.0: bit 0 set = a reduced-resolution version of another image in the file
+# EXIF Orientation (CIPA DC-008, tag 0x0112) -> the transpose that shows the image upright (as ImageOps does).
+ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# LibRaw's `sizes.flip` (dcraw's convention) -> the transpose that shows its embedded preview upright.
+RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+MAX_REASON = 300  # characters
 
 
 class ImageError(Exception):
-    """A file or buffer that cannot be used as an image. `reason` is short and meant for users."""
+    """A file or buffer that cannot be used as an image. `reason` is short, one line and meant for users."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -30,79 +63,351 @@ class ImageError(Exception):
 
 @dataclass
 class LoadedImage:
-    image: Image.Image  # RGB, EXIF orientation applied; may be downscaled when `draft` was asked for
-    width: int  # the full image's oriented size, whatever the draft
+    image: Image.Image  # RGB, sRGB, EXIF orientation applied; may be downscaled when `draft` was asked for
+    width: int  # the full image's oriented size in pixels, whatever the draft
     height: int
-    format: str | None
+    format: str | None  # Pillow's format name ("JPEG", "MPO", "PNG", "HEIF", ...) or the RAW kind ("NEF", "DNG")
+    warnings: tuple[str, ...] = ()  # what the decoders warned about, and what was tolerated
 
 
 def read_bytes(path: str | Path) -> bytes:
     """The file's bytes, or ImageError saying why they cannot be read."""
-    path = Path(path)
+    with open_regular_file(path) as fp:
+        try:
+            return fp.read()
+        except OSError as exc:
+            raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def open_regular_file(path: str | Path) -> Iterator[BinaryIO]:
+    """The file opened for binary reading; ImageError if it is missing, unreadable, a folder, or not a regular
+    file (a FIFO, socket or device would block or never end)."""
+    with contextlib.suppress(OSError):  # opening a FIFO for reading blocks until a writer comes: check first
+        if not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode):
+            raise ImageError("not a regular file")
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
-            raise ImageError("is a folder, not a file" if path.is_dir() else "not a regular file")
-        return path.read_bytes()
+        fp = open(path, "rb")  # noqa: SIM115 - closed below, after the regular-file check
     except IsADirectoryError:
         raise ImageError("is a folder, not a file") from None
     except PermissionError:
         raise ImageError("permission denied") from None
     except OSError as exc:
         raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+    with fp:
+        if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):  # replaced meanwhile
+            raise ImageError("not a regular file")
+        yield fp
 
 
 def load_image(source: str | Path | bytes, draft: tuple[int, int] | None = None) -> LoadedImage:
-    """Decode `source` (a path or the file's bytes). The format is sniffed from the content.
+    """Decode `source` (a path or the file's bytes) into an oriented sRGB RGB image.
 
-    `draft`: a size the caller will shrink to anyway; JPEGs are then decoded at a reduced scale
-    (still at least that size), which is several times faster for large photos.
+    The format is sniffed from the content; a path's extension only says which files are camera RAW when
+    their content cannot (DNG, NEF, ARW, PEF and SRW look like TIFF). `draft`: a size (width, height) in
+    pixels the caller will shrink to anyway; the image is then decoded reduced early (JPEG DCT scaling, a
+    RAW's embedded preview or half-size demosaic, Pillow's `reduce` for the rest), never below that size.
+    Raises ImageError for anything that cannot be decoded, whatever the decoder raised.
     """
-    data = source if isinstance(source, bytes | bytearray) else read_bytes(source)
-    if not data:
-        raise ImageError("empty file")
+    if isinstance(source, bytes | bytearray):
+        opened: contextlib.AbstractContextManager[BinaryIO] = contextlib.nullcontext(io.BytesIO(source))
+        suffix = ""
+    else:
+        opened, suffix = open_regular_file(source), os.path.splitext(os.fspath(source))[1].lower()
+    with _collect_warnings() as warned, opened as fp:
+        head = fp.read(64)
+        fp.seek(0)
+        if not head:
+            raise ImageError("empty file")
+        kind = sniff(head)
+        try:
+            loaded = _decode(fp, kind, suffix, draft, warned)
+        except ImageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"too large to decode safely (decompression bomb guard): {exc}") from None
+        except MemoryError:
+            raise ImageError(f"{kind or 'image'}: not enough memory to decode") from None
+        except Exception as exc:  # a decoder's undocumented failure is this file's reason, never the run's end
+            raise ImageError(_reason(kind or _pillow_kind(head), exc)) from None
+        if min(loaded.image.size) < 1:
+            raise ImageError("image has no pixels")
+        loaded.warnings = tuple(dict.fromkeys(warned))  # each once, in order
+        return loaded
+
+
+def _pillow_kind(head: bytes) -> str:
+    """The format whose Pillow plugin accepts these first bytes, to name it in a reason."""
+    for fmt, (_, accept) in Image.OPEN.items():
+        with contextlib.suppress(Exception):
+            if accept and accept(head):
+                return fmt
+    return "image"
+
+
+def _reason(fmt: str, exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, NotImplementedError | rawpy.LibRawError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    text = f"{fmt}: {text}"
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _decode(fp: BinaryIO, kind: str | None, suffix: str, draft: tuple[int, int] | None,
+            warned: list[str]) -> LoadedImage:
+    if kind in RAW_KINDS or (kind in ("TIFF", None) and suffix in RAW_EXTENSIONS):
+        return _load_raw(fp, kind if kind in RAW_KINDS else suffix[1:].upper(), draft, warned)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-            width, height = img.size
-            if draft and fmt == "JPEG":
-                img.draft("RGB", draft)
-            img.load()  # the first frame only, for animations
-            orientation = img.getexif().get(ImageOps.ExifTags.Base.Orientation, 1)
-            if orientation in (5, 6, 7, 8):
-                width, height = height, width
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"too large to decode safely (decompression bomb guard): {exc}") from None
-    except UnidentifiedImageError:
-        raise ImageError("not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow reports truncated and corrupt data as OSError; some plugins use SyntaxError/ValueError.
-        raise ImageError(f"corrupt or truncated image data: {exc}") from None
-    except Image.DecompressionBombWarning as exc:  # pragma: no cover - only if warnings are errors
-        raise ImageError(f"too large to decode safely: {exc}") from None
-    if min(rgb.size) < 1:
-        raise ImageError("image has no pixels")
+        img = _open_pillow(fp, kind, warned)
+    except ImageError as exc:
+        if kind != "TIFF":
+            raise
+        fp.seek(0)  # TIFF-based RAW sensor data (a CFA) that Pillow cannot read: LibRaw may
+        try:
+            return _load_raw(fp, "RAW", draft, warned)
+        except ImageError:
+            raise exc from None
+    try:
+        fmt = img.format or kind or "image"
+        if fmt == "TIFF" and _is_raw_tiff(img):  # a DNG or TIFF-based RAW without its extension
+            fp.seek(0)
+            return _load_raw(fp, "DNG" if DNG_VERSION_TAG in img.tag_v2 else "RAW", draft, warned)
+        width, height = img.size
+        orientation = _orientation(img, warned)
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        icc = img.info.get("icc_profile")
+        if draft and fmt in ("JPEG", "MPO"):
+            img.draft("RGB", draft)
+        try:
+            img.load()  # the first frame or page only
+        except OSError as exc:
+            if fmt not in ("JPEG", "MPO") or "truncated" not in str(exc):
+                raise ImageError(_reason(fmt, exc)) from None
+            img = _jpeg_without_end_marker(fp, fmt, draft, warned)
+        rgb = _to_srgb(_reduce(_to_8bit(img), draft), icc, warned)
+        if orientation in ORIENTATION:
+            rgb = rgb.transpose(ORIENTATION[orientation])
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise
+    except Exception as exc:
+        raise ImageError(_reason(fmt, exc)) from None
     return LoadedImage(rgb, width, height, fmt)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB from any mode: 16-bit and float scaled (not clipped), transparency over a neutral grey."""
-    if img.mode == "RGB":
-        return img
+def _open_pillow(fp: BinaryIO, kind: str | None, warned: list[str]) -> Image.Image:
+    try:
+        return Image.open(fp)
+    except (UnidentifiedImageError, ValueError) as exc:
+        if kind == "PNG":  # a PNG refused for a metadata chunk: drop the damaged or oversized ones, if any
+            fp.seek(0)
+            repaired = _png_without_bad_metadata(fp.read(), exc, warned)
+            if repaired is not None:
+                return Image.open(io.BytesIO(repaired))
+        if kind is None or kind not in Image.OPEN:
+            if isinstance(exc, UnidentifiedImageError):
+                raise ImageError("not a recognised image format") from None
+            raise
+        # Pillow tried every format and says only "cannot identify": ask the format the content claims.
+        fp.seek(0)
+        try:
+            Image.OPEN[kind][0](fp).close()
+        except Exception as direct:
+            raise ImageError(_reason(kind, direct)) from None
+        raise ImageError(_reason(kind, exc)) from None
+
+
+def _png_without_bad_metadata(data: bytes, error: Exception, warned: list[str]) -> bytes | None:
+    """The PNG without its ancillary chunks that fail their CRC, and without text chunks when Pillow refused
+    their size; None if there is no such chunk (the problem is elsewhere). Chunk layout: PNG spec sec. 5.3."""
+    keep, dropped, pos = [data[:8]], [], 8
+    drop_text = isinstance(error, ValueError)  # Pillow's MAX_TEXT_CHUNK / MAX_TEXT_MEMORY limits
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        body, crc = data[pos + 4 : end - 4], data[end - 4 : end]
+        ancillary = bool(kind[0] & 0x20)  # lower-case first letter: safe to ignore (PNG spec sec. 5.4)
+        if ancillary and (len(crc) < 4 or zlib.crc32(body) != struct.unpack(">I", crc)[0]):
+            dropped.append(f"PNG: damaged metadata chunk {kind.decode('latin-1')} (bad checksum) ignored")
+        elif ancillary and drop_text and kind in PNG_TEXT_CHUNKS:
+            dropped.append(f"PNG: oversized text chunk {kind.decode('latin-1')} ignored ({error})")
+        else:
+            keep.append(data[pos:end])
+        if kind == b"IEND":
+            break
+        pos = end
+    if not dropped:
+        return None
+    warned.extend(dropped)
+    return b"".join(keep)
+
+
+def _jpeg_without_end_marker(fp: BinaryIO, fmt: str, draft: tuple[int, int] | None,
+                             warned: list[str]) -> Image.Image:
+    """Decode a JPEG whose data ends without the EOI marker, if only the marker is missing.
+
+    libjpeg supplies the missing EOI itself, so the data is decoded with one appended; the file is really cut
+    short when that leaves entropy-coded data unread. Two signs, from how libjpeg fills what is missing: a
+    sequential JPEG's missing blocks are all-zero coefficients, so its last row is flat mid-grey; a
+    progressive JPEG cut inside a scan decodes differently when more bytes follow the cut."""
+    fp.seek(0)
+    data = fp.read()
+    end = b"\xff\xd9"
+    whole, padded = _open_draft(data + end, draft), _open_draft(data + b"\x00" * 64 + end, draft)
+    last_row = np.asarray(whole)[-1].astype(np.int16)
+    cut_short = bool(np.all(np.abs(last_row - 128) <= 1)) or not np.array_equal(np.asarray(whole),
+                                                                                 np.asarray(padded))
+    if cut_short:
+        raise ImageError(f"{fmt}: file is truncated (image data cut short)")
+    warned.append(f"{fmt}: end marker missing; decoded anyway")
+    return whole
+
+
+def _open_draft(data: bytes, draft: tuple[int, int] | None) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    if draft:
+        img.draft("RGB", draft)
+    img.load()
+    return img
+
+
+def _is_raw_tiff(img: Image.Image) -> bool:
+    """A TIFF whose first image is a preview of another (DNG, NEF, ARW, PEF, SRW keep the sensor data in a
+    sub-IFD) or that carries a DNGVersion tag."""
+    tags = img.tag_v2
+    return DNG_VERSION_TAG in tags or bool(int(tags.get(NEW_SUBFILE_TYPE_TAG, 0)) & 1)
+
+
+def _orientation(img: Image.Image, warned: list[str]) -> int:
+    try:
+        return int(img.getexif().get(ImageOps.ExifTags.Base.Orientation, 1))
+    except Exception as exc:  # damaged EXIF: the pixels are still good
+        warned.append(f"{img.format}: EXIF unreadable, orientation not applied ({_reason(type(exc).__name__, exc)})")
+        return 1
+
+
+def _load_raw(fp: BinaryIO, fmt: str, draft: tuple[int, int] | None, warned: list[str]) -> LoadedImage:
+    """A camera RAW: its embedded preview when large enough (fast), else LibRaw's half-size demosaic (sRGB)."""
+    need = max(draft) if draft else MIN_PREVIEW
+    try:
+        raw = rawpy.imread(fp)
+    except rawpy.LibRawFileUnsupportedError:
+        raise ImageError(f"{fmt}: not a camera RAW file LibRaw can read") from None
+    with raw:
+        sizes = raw.sizes
+        width, height = (sizes.height, sizes.width) if sizes.flip in (5, 6) else (sizes.width, sizes.height)
+        preview = _raw_preview(raw, need, draft, warned)
+        if preview is not None:
+            orientation = _orientation(preview, warned)
+            icc = preview.info.get("icc_profile")
+            rgb = _to_srgb(_reduce(_to_8bit(preview), draft), icc, warned)
+            if orientation in ORIENTATION:
+                rgb = rgb.transpose(ORIENTATION[orientation])
+            elif sizes.flip in RAW_FLIP:
+                rgb = rgb.transpose(RAW_FLIP[sizes.flip])
+        else:  # rawpy applies the flip itself; its output colour space is sRGB by default
+            pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            rgb = _reduce(Image.fromarray(pixels, "RGB"), draft)
+    return LoadedImage(rgb, width, height, fmt)
+
+
+def _raw_preview(raw: rawpy.RawPy, need: int, draft: tuple[int, int] | None,
+                 warned: list[str]) -> Image.Image | None:
+    try:
+        thumb = raw.extract_thumb()
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        return None
+    try:
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            preview = Image.open(io.BytesIO(thumb.data))
+            if min(preview.size) < need:
+                return None
+            if draft:
+                preview.draft("RGB", draft)
+            preview.load()
+            return preview
+        preview = Image.fromarray(thumb.data)
+        return preview if min(preview.size) >= need else None
+    except Exception as exc:  # a damaged preview: the sensor data may still be good
+        warned.append(_reason("RAW preview unreadable, demosaiced instead", exc))
+        return None
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """RGB, RGBA, L, LA or CMYK (what ICC profiles and `reduce` apply to); 16-bit and float greys scaled (not
+    clipped) in row blocks, never a float64 copy of the whole image."""
     if img.mode in HIGH_BIT_MODES:
-        return Image.fromarray(_scale_to_uint8(np.asarray(img)), "L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, ...
+        return Image.fromarray(_scale_to_uint8(np.asarray(img)), "L")
+    if img.mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return img
+    return img.convert("RGBA" if "A" in img.mode or "a" in img.mode or "transparency" in img.info else "RGB")
 
 
-def _scale_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    values = np.nan_to_num(pixels.astype(np.float64))
-    peak = values.max() if values.size else 0.0
-    # Float images are conventionally 0..1; integer ones are 16-bit data, or 8-bit data stored wide.
+def _scale_to_uint8(pixels: np.ndarray, rows: int = 256) -> np.ndarray:
+    """(h, w) integer or float -> (h, w) uint8. Float images are conventionally 0..1; integer ones are 16-bit
+    data, or 8-bit data stored wide. Converted `rows` rows at a time so the float32 temporaries stay small."""
+    peak = float(np.nanmax(pixels)) if pixels.size and not np.isnan(pixels).all() else 0.0
     top = 1.0 if pixels.dtype.kind == "f" and peak <= 1.0 else 65535.0 if peak > 255 else 255.0
-    return np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty(pixels.shape, np.uint8)
+    for start in range(0, pixels.shape[0], rows):
+        block = np.nan_to_num(pixels[start : start + rows].astype(np.float32))
+        out[start : start + rows] = np.clip(block * np.float32(255.0 / top) + 0.5, 0, 255)
+    return out
+
+
+def _reduce(img: Image.Image, draft: tuple[int, int] | None) -> Image.Image:
+    """Shrink by an integer factor (box filter) while staying at least `draft` on both sides, any orientation."""
+    if not draft:
+        return img
+    factor = min(img.width, img.height) // max(draft)
+    return img.reduce(factor) if factor >= 2 else img
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None, warned: list[str]) -> Image.Image:
+    """RGB in sRGB: the embedded ICC profile converted with LittleCMS; transparency over a neutral grey.
+    Without a profile the pixels are taken as sRGB (what browsers do). A broken profile is a warning."""
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, BACKGROUND + (255,))
+        img = Image.alpha_composite(background, img.convert("RGBA")).convert("RGB" if img.mode == "RGBA" else "L")
+    if icc:
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(img, profile, SRGB, outputMode="RGB")
+        except Exception as exc:  # unreadable, or made for another colour space than the pixels'
+            warned.append(_reason("colour profile not applied", exc))
+    return img if img.mode == "RGB" else img.convert("RGB")  # L, CMYK, YCbCr, LAB, HSV, ...
+
+
+@contextlib.contextmanager
+def _collect_warnings() -> Iterator[list[str]]:
+    """Python warnings raised in this thread meanwhile go to the yielded list, not to the terminal.
+
+    A thread-local sink behind one showwarning hook: `warnings.catch_warnings` swaps process-wide state and
+    would mix up decodes running in threads (the desktop's and the API's thumbnails)."""
+    with _HOOK_LOCK:
+        if not getattr(warnings.showwarning, "collects_decoder_warnings", False):
+            warnings.showwarning = _hook(warnings.showwarning)
+    outer = getattr(_SINK, "warnings", None)
+    _SINK.warnings = sink = []
+    try:
+        yield sink
+    finally:
+        _SINK.warnings = outer
+
+
+_SINK = threading.local()
+_HOOK_LOCK = threading.Lock()
+
+
+def _hook(previous):
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        sink = getattr(_SINK, "warnings", None)
+        if sink is None:
+            previous(message, category, filename, lineno, file, line)
+        else:
+            sink.append(" ".join(str(message).split()))
+
+    showwarning.collects_decoder_warnings = True
+    return showwarning
