@@ -248,21 +248,36 @@ def _jpeg_without_end_marker(fp: BinaryIO, fmt: str, draft: tuple[int, int] | No
                              warned: list[str]) -> Image.Image:
     """Decode a JPEG whose data ends without the EOI marker, if only the marker is missing.
 
-    libjpeg supplies the missing EOI itself, so the data is decoded with one appended; the file is really cut
-    short when that leaves entropy-coded data unread. Two signs, from how libjpeg fills what is missing: a
-    sequential JPEG's missing blocks are all-zero coefficients, so its last row is flat mid-grey; a
-    progressive JPEG cut inside a scan decodes differently when more bytes follow the cut."""
+    libjpeg supplies a missing EOI itself, so the data is decoded with one appended. The file is really cut
+    short when (a) it does not end inside a scan's entropy-coded data (it stops in a header), (b) the last row
+    is flat mid-grey (libjpeg fills a sequential JPEG's missing blocks with zero coefficients), or (c) the
+    picture changes when bytes are put between the data and the EOI (libjpeg was still reading the scan).
+    Left undetected: a progressive JPEG cut exactly between two scans (it shows, at a lower quality)."""
     fp.seek(0)
     data = fp.read()
     end = b"\xff\xd9"
-    whole, padded = _open_draft(data + end, draft), _open_draft(data + b"\x00" * 64 + end, draft)
-    last_row = np.asarray(whole)[-1].astype(np.int16)
-    cut_short = bool(np.all(np.abs(last_row - 128) <= 1)) or not np.array_equal(np.asarray(whole),
-                                                                                 np.asarray(padded))
-    if cut_short:
-        raise ImageError(f"{fmt}: file is truncated (image data cut short)")
-    warned.append(f"{fmt}: end marker missing; decoded anyway")
-    return whole
+    if _ends_in_scan_data(data):
+        whole, padded = _open_draft(data + end, draft), _open_draft(data + _FILLER + end, draft)
+        last_row = np.asarray(whole)[-1].astype(np.int16)
+        if not np.all(np.abs(last_row - 128) <= 1) and np.array_equal(np.asarray(whole), np.asarray(padded)):
+            warned.append(f"{fmt}: end marker missing; decoded anyway")
+            return whole
+    raise ImageError(f"{fmt}: file is truncated (image data cut short)")
+
+
+# Bytes that would be read as entropy-coded data: fixed, never 0xFF (a marker's first byte).
+_FILLER = bytes(np.random.default_rng(0).integers(0, 255, 256, dtype=np.uint8))
+
+
+def _ends_in_scan_data(data: bytes) -> bool:
+    """Whether the last marker is a start of scan (SOS, FF DA) with its header whole and data after it. Inside
+    entropy-coded data FF is only followed by 00 (stuffing) or D0-D7 (restart markers): ITU T.81 B.1.1.5."""
+    at = len(data)
+    while (at := data.rfind(b"\xff", 0, at)) >= 0:
+        follower = data[at + 1] if at + 1 < len(data) else 0
+        if follower not in (0x00, 0xFF) and not 0xD0 <= follower <= 0xD7:
+            return follower == 0xDA and at + 2 + int.from_bytes(data[at + 2 : at + 4], "big") < len(data)
+    return False
 
 
 def _open_draft(data: bytes, draft: tuple[int, int] | None) -> Image.Image:
@@ -293,23 +308,38 @@ def _load_raw(fp: BinaryIO, fmt: str, draft: tuple[int, int] | None, warned: lis
     need = max(draft) if draft else MIN_PREVIEW
     try:
         raw = rawpy.imread(fp)
-    except rawpy.LibRawFileUnsupportedError:
+    except (rawpy.LibRawFileUnsupportedError, rawpy.LibRawIOError):  # LibRaw reads past the end of non-RAW data
         raise ImageError(f"{fmt}: not a camera RAW file LibRaw can read") from None
-    with raw:
-        sizes = raw.sizes
-        width, height = (sizes.height, sizes.width) if sizes.flip in (5, 6) else (sizes.width, sizes.height)
-        preview = _raw_preview(raw, need, draft, warned)
-        if preview is not None:
-            orientation = _orientation(preview, warned)
-            icc = preview.info.get("icc_profile")
-            rgb = _to_srgb(_reduce(_to_8bit(preview), draft), icc, warned)
-            if orientation in ORIENTATION:
-                rgb = rgb.transpose(ORIENTATION[orientation])
-            elif sizes.flip in RAW_FLIP:
-                rgb = rgb.transpose(RAW_FLIP[sizes.flip])
-        else:  # rawpy applies the flip itself; its output colour space is sRGB by default
-            pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
-            rgb = _reduce(Image.fromarray(pixels, "RGB"), draft)
+    except Exception as exc:
+        raise ImageError(_reason(fmt, exc)) from None
+    try:
+        return _raw_to_image(raw, fmt, need, draft, warned)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(_reason(fmt, exc)) from None
+    finally:
+        raw.close()
+
+
+def _raw_to_image(raw: rawpy.RawPy, fmt: str, need: int, draft: tuple[int, int] | None,
+                  warned: list[str]) -> LoadedImage:
+    """The embedded preview, oriented, when its shorter side is at least `need` pixels, else the sensor data
+    demosaiced at half size (LibRaw's own flip and sRGB output)."""
+    sizes = raw.sizes
+    width, height = (sizes.height, sizes.width) if sizes.flip in (5, 6) else (sizes.width, sizes.height)
+    preview = _raw_preview(raw, need, draft, warned)
+    if preview is not None:
+        orientation = _orientation(preview, warned)
+        icc = preview.info.get("icc_profile")
+        rgb = _to_srgb(_reduce(_to_8bit(preview), draft), icc, warned)
+        if orientation in ORIENTATION:
+            rgb = rgb.transpose(ORIENTATION[orientation])
+        elif sizes.flip in RAW_FLIP:
+            rgb = rgb.transpose(RAW_FLIP[sizes.flip])
+    else:
+        pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+        rgb = _reduce(Image.fromarray(pixels, "RGB"), draft)
     return LoadedImage(rgb, width, height, fmt)
 
 
