@@ -235,12 +235,6 @@ def variant_pairs(
     return found
 
 
-def in_reference(record: ImageRecord, reference_folders: Sequence[str]) -> bool:
-    """True when any path of `record` lies under one of the (absolute) reference folders."""
-    folders = [_folder_key(f) for f in reference_folders]
-    return _in_folders(record, folders)
-
-
 def member_kind(keeper: ImageRecord, member: ImageRecord, score: float) -> str:
     """`exact`, `near-duplicate` or `similar` for `member` against `keeper`, given their cosine `score`."""
     if member.hash == keeper.hash and member.size == keeper.size:
