@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
+from PIL import Image
 
 from core.images import ImageError, load_image, open_regular_file
 from core.model import INPUT_SIZE, to_model_pixels
@@ -225,6 +226,7 @@ def _serve(conn: Connection, decode: Callable[[str], Decoded]) -> None:
     """A worker's loop: paths in, Decoded or ImageError out, until None or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     warnings.simplefilter("always")  # every file's warnings reach its report, not only each kind's first
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 89-179 MP photos are legitimate
     # fd 2 goes to a file: what C libraries print there during one decode becomes that file's warnings.
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)

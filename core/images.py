@@ -51,6 +51,7 @@ RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Imag
 PNG_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 MAX_REASON = 300  # characters
+BAND_ROWS = 256  # rows converted at a time
 
 
 class ImageError(Exception):
@@ -171,7 +172,12 @@ def _decode(fp: BinaryIO, kind: str | None, suffix: str, draft: tuple[int, int] 
         fmt = img.format or kind or "image"
         if fmt == "TIFF" and _is_raw_tiff(img):  # a DNG or TIFF-based RAW without its extension
             fp.seek(0)
-            return _load_raw(fp, "DNG" if DNG_VERSION_TAG in img.tag_v2 else "RAW", draft, warned)
+            try:
+                return _load_raw(fp, "DNG" if DNG_VERSION_TAG in img.tag_v2 else "RAW", draft, warned)
+            except ImageError:
+                if DNG_VERSION_TAG in img.tag_v2:
+                    raise
+                fp.seek(0)  # a plain TIFF whose first page is a reduced one: Pillow reads that page
         width, height = img.size
         orientation = _orientation(img, warned)
         if orientation in (5, 6, 7, 8):
@@ -185,7 +191,7 @@ def _decode(fp: BinaryIO, kind: str | None, suffix: str, draft: tuple[int, int] 
             if fmt not in ("JPEG", "MPO") or "truncated" not in str(exc):
                 raise ImageError(_reason(fmt, exc)) from None
             img = _jpeg_without_end_marker(fp, fmt, draft, warned)
-        rgb = _to_srgb(_reduce(_to_8bit(img), draft), icc, warned)
+        rgb = _to_srgb(_reduced_8bit(img, draft), icc, warned)
         if orientation in ORIENTATION:
             rgb = rgb.transpose(ORIENTATION[orientation])
     except ImageError:
@@ -201,22 +207,25 @@ def _open_pillow(fp: BinaryIO, kind: str | None, warned: list[str]) -> Image.Ima
     try:
         return Image.open(fp)
     except (UnidentifiedImageError, ValueError) as exc:
-        if kind == "PNG":  # a PNG refused for a metadata chunk: drop the damaged or oversized ones, if any
-            fp.seek(0)
-            repaired = _png_without_bad_metadata(fp.read(), exc, warned)
-            if repaired is not None:
-                return Image.open(io.BytesIO(repaired))
-        if kind is None or kind not in Image.OPEN:
-            if isinstance(exc, UnidentifiedImageError):
-                raise ImageError("not a recognised image format") from None
-            raise
-        # Pillow tried every format and says only "cannot identify": ask the format the content claims.
-        fp.seek(0)
+        error = exc
+    fp.seek(0)
+    if kind == "PNG" and (repaired := _png_without_bad_metadata(fp.read(), error, warned)) is not None:
+        fp = io.BytesIO(repaired)  # refused for a metadata chunk: without the damaged or oversized ones
         try:
-            Image.OPEN[kind][0](fp).close()
-        except Exception as direct:
-            raise ImageError(_reason(kind, direct)) from None
-        raise ImageError(_reason(kind, exc)) from None
+            return Image.open(fp)
+        except (UnidentifiedImageError, ValueError) as exc:
+            error = exc
+    fp.seek(0)
+    if kind not in Image.OPEN:
+        if isinstance(error, UnidentifiedImageError):
+            raise ImageError("not a recognised image format") from None
+        raise error
+    # Pillow tried every format and says only "cannot identify": ask the format the content claims.
+    try:
+        Image.OPEN[kind][0](fp).close()
+    except Exception as direct:
+        raise ImageError(_reason(kind, direct)) from None
+    raise ImageError(_reason(kind, error)) from None
 
 
 def _png_without_bad_metadata(data: bytes, error: Exception, warned: list[str]) -> bytes | None:
@@ -332,14 +341,14 @@ def _raw_to_image(raw: rawpy.RawPy, fmt: str, need: int, draft: tuple[int, int] 
     if preview is not None:
         orientation = _orientation(preview, warned)
         icc = preview.info.get("icc_profile")
-        rgb = _to_srgb(_reduce(_to_8bit(preview), draft), icc, warned)
+        rgb = _to_srgb(_reduced_8bit(preview, draft), icc, warned)
         if orientation in ORIENTATION:
             rgb = rgb.transpose(ORIENTATION[orientation])
         elif sizes.flip in RAW_FLIP:
             rgb = rgb.transpose(RAW_FLIP[sizes.flip])
     else:
         pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
-        rgb = _reduce(Image.fromarray(pixels, "RGB"), draft)
+        rgb = _reduced_8bit(Image.fromarray(pixels, "RGB"), draft)
     return LoadedImage(rgb, width, height, fmt)
 
 
@@ -365,34 +374,52 @@ def _raw_preview(raw: rawpy.RawPy, need: int, draft: tuple[int, int] | None,
         return None
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """RGB, RGBA, L, LA or CMYK (what ICC profiles and `reduce` apply to); 16-bit and float greys scaled (not
-    clipped) in row blocks, never a float64 copy of the whole image."""
+def _reduced_8bit(img: Image.Image, draft: tuple[int, int] | None) -> Image.Image:
+    """RGB, RGBA, L, LA or CMYK (what ICC profiles apply to), 8 bits per channel; with `draft`, shrunk by an
+    integer factor (box filter) while staying at least that size on both sides in any orientation.
+
+    Converted and reduced a band of rows at a time: no full-size copy is made of an image Pillow decoded
+    whole (a box filter over bands whose height is a multiple of the factor equals one over the image)."""
+    top = _scale_top(img) if img.mode in HIGH_BIT_MODES else 0.0
+    factor = min(img.width, img.height) // max(draft) if draft else 1
+    if factor < 2:
+        return _to_8bit(img, top)
+    band = factor * max(1, BAND_ROWS // factor)
+    parts = [_to_8bit(img.crop((0, y, img.width, min(y + band, img.height))), top).reduce(factor)
+             for y in range(0, img.height, band)]
+    out = Image.new(parts[0].mode, (parts[0].width, sum(p.height for p in parts)))
+    y = 0
+    for part in parts:
+        out.paste(part, (0, y))
+        y += part.height
+    return out
+
+
+def _to_8bit(img: Image.Image, top: float) -> Image.Image:
     if img.mode in HIGH_BIT_MODES:
-        return Image.fromarray(_scale_to_uint8(np.asarray(img)), "L")
+        return Image.fromarray(_scale_to_uint8(img, top), "L")
     if img.mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
         return img
     return img.convert("RGBA" if "A" in img.mode or "a" in img.mode or "transparency" in img.info else "RGB")
 
 
-def _scale_to_uint8(pixels: np.ndarray, rows: int = 256) -> np.ndarray:
-    """(h, w) integer or float -> (h, w) uint8. Float images are conventionally 0..1; integer ones are 16-bit
-    data, or 8-bit data stored wide. Converted `rows` rows at a time so the float32 temporaries stay small."""
-    peak = float(np.nanmax(pixels)) if pixels.size and not np.isnan(pixels).all() else 0.0
-    top = 1.0 if pixels.dtype.kind == "f" and peak <= 1.0 else 65535.0 if peak > 255 else 255.0
-    out = np.empty(pixels.shape, np.uint8)
-    for start in range(0, pixels.shape[0], rows):
-        block = np.nan_to_num(pixels[start : start + rows].astype(np.float32))
-        out[start : start + rows] = np.clip(block * np.float32(255.0 / top) + 0.5, 0, 255)
+def _scale_top(img: Image.Image) -> float:
+    """The value 16-bit and float greys are scaled from: float images are conventionally 0..1; integer ones
+    are 16-bit data, or 8-bit data stored wide."""
+    peak = float(img.getextrema()[1])
+    if img.mode == "F" and (peak != peak or peak <= 1.0):  # NaN or 0..1
+        return 1.0
+    return 65535.0 if peak > 255 else 255.0
+
+
+def _scale_to_uint8(img: Image.Image, top: float) -> np.ndarray:
+    """(h, w) uint8 of a 16-bit or float grey image scaled (not clipped) from `top`, BAND_ROWS rows at a time:
+    the float32 temporaries stay small and no float64 copy of the image is made."""
+    out = np.empty((img.height, img.width), np.uint8)
+    for y in range(0, img.height, BAND_ROWS):
+        band = np.asarray(img.crop((0, y, img.width, min(y + BAND_ROWS, img.height))), dtype=np.float32)
+        out[y : y + BAND_ROWS] = np.clip(np.nan_to_num(band) * np.float32(255.0 / top) + 0.5, 0, 255)
     return out
-
-
-def _reduce(img: Image.Image, draft: tuple[int, int] | None) -> Image.Image:
-    """Shrink by an integer factor (box filter) while staying at least `draft` on both sides, any orientation."""
-    if not draft:
-        return img
-    factor = min(img.width, img.height) // max(draft)
-    return img.reduce(factor) if factor >= 2 else img
 
 
 def _to_srgb(img: Image.Image, icc: bytes | None, warned: list[str]) -> Image.Image:

@@ -333,3 +333,19 @@ def test_sixteen_bit_is_scaled_without_a_float64_copy(tmp_path):
         tracemalloc.stop()
     assert loaded.image.size == (4000, 3000)
     assert peak < 60 * 2**20  # the 16-bit array (24 MB) and the 8-bit one (12 MB); float64 alone is 96 MB
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16"])
+def test_reducing_in_bands_equals_reducing_the_whole_image(tmp_path, mode):
+    source = Image.fromarray(picture(1000, 700))
+    if mode == "RGBA":
+        source.putalpha(255)
+    elif mode == "P":
+        source = source.convert("P")
+    elif mode == "I;16":
+        source = Image.fromarray(np.asarray(source.convert("L"), dtype=np.uint16) * 257)
+    source.save(tmp_path / "big.png")
+    loaded = load_image(tmp_path / "big.png", draft=(100, 100))
+    expected = load_image(tmp_path / "big.png").image.reduce(7)  # 700 // 100: bands of 252 rows, then a partial one
+    assert loaded.image.size == expected.size == (143, 100)
+    assert mean_diff(loaded.image, expected) == 0
