@@ -505,11 +505,11 @@ class _Run:
         return None
 
 
-REASON_ABSENT = "the folder is not there (a drive or share not mounted?)"
+REASON_ABSENT = "not found (a drive or share not mounted?)"
 REASON_UNREADABLE = "the folder could not be read"
 REASON_DEVICE = "the folder is on another device than at the last scan (a drive not mounted?)"
-REASON_MOUNT = "no image under this mount point was found (a drive not mounted?)"
-REASON_EMPTY = "no image under this folder was found (a drive not mounted?)"
+REASON_MOUNT = "none of the images under this mount point was found (a drive not mounted?)"
+REASON_EMPTY = "none of the images under this folder was found (a drive not mounted?)"
 
 
 class _State:
