@@ -233,3 +233,12 @@ def test_a_real_file_system_under_dev_is_scanned():
     with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
         write(Path(folder) / "a.jpg")
         assert [os.path.basename(p) for p in paths_of(scan([folder]))] == ["a.jpg"]
+
+
+def test_cancel_stops_between_folders(tmp_path):
+    for n in range(5):
+        write(tmp_path / f"f{n}" / "a.jpg")
+    cancel = threading.Event()
+    cancel.set()
+    result = scan([tmp_path, tmp_path / "f1"], cancel=cancel)
+    assert result.cancelled and result.files == []
