@@ -12,6 +12,7 @@ import tempfile
 import tracemalloc
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +350,17 @@ def test_reducing_in_bands_equals_reducing_the_whole_image(tmp_path, mode):
     expected = load_image(tmp_path / "big.png").image.reduce(7)  # 700 // 100: bands of 252 rows, then a partial one
     assert loaded.image.size == expected.size == (143, 100)
     assert mean_diff(loaded.image, expected) == 0
+
+
+def test_warnings_stay_with_their_own_decode_across_threads():
+    image = Image.fromarray(picture())
+    exif = image.getexif()
+    exif[0x010E] = "a description long enough to be stored outside the IFD entry"
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes()[:-20])
+    noisy, clean = out.getvalue(), jpeg_bytes(picture())
+    with warnings.catch_warnings(record=True) as printed, ThreadPoolExecutor(4) as pool:
+        warnings.simplefilter("always")
+        results = list(pool.map(load_image, [noisy, clean] * 20))
+    assert [r.warnings for r in results] == [("Truncated File Read",), ()] * 20
+    assert printed == []
