@@ -6,6 +6,7 @@ import hashlib
 import os
 import signal
 import struct
+import sys
 import time
 
 import numpy as np
@@ -30,6 +31,12 @@ def misbehaving_decode(path: str) -> Decoded:
     if name.startswith("noisy"):
         os.write(2, b"TIFFReadDirectory: Warning, Unknown field with tag 50000 (0xc350) encountered.\n")
     return decode_file(path)
+
+
+def heavy_imports(path: str) -> Decoded:
+    """Says, as its reason, which heavy libraries the worker process has imported."""
+    loaded = [m for m in ("tensorflow", "onnxruntime", "openvino", "PySide6") if m in sys.modules]
+    raise ImageError(",".join(loaded) or "none")
 
 
 def dds_unimplemented() -> bytes:
@@ -156,3 +163,9 @@ def test_results_finishing_out_of_order_come_back_in_order(tmp_path, photos):
         results = list(pool.imap(paths, max_ahead=3))
     assert [p for p, _ in results] == paths
     assert all(isinstance(o, Decoded) for _, o in results)
+
+
+def test_workers_start_without_the_network_runtimes(photos):
+    with DecodePool(workers=1, decode=heavy_imports) as pool:
+        [(_, outcome)] = pool.imap(photos[:1])
+    assert outcome.reason == "none"
