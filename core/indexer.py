@@ -189,7 +189,6 @@ class _Run:
         known = self.known_records(found)
         work, absorbed = self.match(found, known)
         self.total = len(work)
-        self.tick(0, "")
         to_embed = self.check(work)
         if to_embed and not self.cancelled():
             self.embed(to_embed)
