@@ -61,9 +61,10 @@ def content_hash(path: str) -> tuple[int, str]:
 def decode_file(path: str) -> Decoded:
     """Hash and decode one file in this process into the network's input; raises ImageError(reason).
 
-    The file is read twice (hash, then decode from the page cache) so that a large file is never held whole."""
-    size, digest = content_hash(path)
+    The file is read twice (decode, then hash from the page cache) so that a large file is never held whole;
+    a file that is not an image is never hashed."""
     loaded = load_image(path, draft=INPUT_SIZE)
+    size, digest = content_hash(path)
     return Decoded(to_model_pixels(loaded.image), loaded.width, loaded.height, loaded.format or "image", size,
                    digest, loaded.warnings)
 
