@@ -319,13 +319,15 @@ def _load_raw(fp: BinaryIO, fmt: str, draft: tuple[int, int] | None, warned: lis
     try:
         raw = rawpy.imread(fp)
     except (rawpy.LibRawFileUnsupportedError, rawpy.LibRawIOError):  # LibRaw reads past the end of non-RAW data
-        raise ImageError(f"{fmt}: not a camera RAW file LibRaw can read") from None
+        raise ImageError(f"{fmt}: not a camera RAW file LibRaw can read, or cut short") from None
     except Exception as exc:
         raise ImageError(_reason(fmt, exc)) from None
     try:
         return _raw_to_image(raw, fmt, need, draft, warned)
     except ImageError:
         raise
+    except rawpy.LibRawIOError:
+        raise ImageError(f"{fmt}: sensor data cut short or unreadable") from None
     except Exception as exc:
         raise ImageError(_reason(fmt, exc)) from None
     finally:

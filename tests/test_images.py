@@ -213,6 +213,9 @@ def test_raw_by_content_and_raw_names_without_raw_content(tmp_path):
     (tmp_path / "notes.nef").write_text("not a raw file at all")
     with pytest.raises(ImageError, match="^NEF: not a camera RAW file"):
         load_image(tmp_path / "notes.nef")
+    (tmp_path / "cut.dng").write_bytes(dng_bytes(picture(400, 300))[:3000])  # the sensor data is missing
+    with pytest.raises(ImageError, match="^DNG: .*cut short"):
+        load_image(tmp_path / "cut.dng")
     Image.fromarray(picture()).save(tmp_path / "really-a-jpeg.nef", "JPEG")  # content wins over the name
     assert load_image(tmp_path / "really-a-jpeg.nef").format == "JPEG"
 
