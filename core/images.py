@@ -65,7 +65,8 @@ class ImageError(Exception):
 
 @dataclass
 class LoadedImage:
-    image: Image.Image  # RGB, sRGB, EXIF orientation applied; may be downscaled when `draft` was asked for
+    image: Image.Image  # RGB, sRGB, oriented; smaller than width x height when reduced for `draft`, and for a
+    # camera RAW without a large enough embedded preview (demosaiced at half size)
     width: int  # the full image's oriented size in pixels, whatever the draft
     height: int
     format: str | None  # Pillow's format name ("JPEG", "MPO", "PNG", "HEIF", ...) or the RAW kind ("NEF", "DNG")
