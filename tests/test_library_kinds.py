@@ -343,3 +343,20 @@ def test_resolve_and_remove_folder_by_any_path(lib_engine, library, monkeypatch)
     assert lib_engine.remove_folder("best") == 0  # the image keeps its other path
     assert lib_engine.store.get(record.id).paths == (str(src),)
     assert lib_engine.remove_folder(library.parent / "link" / "2023") == 3 and lib_engine.store.count() == 3
+
+
+def test_one_file_that_fails_to_hash_costs_only_itself(engine, library, monkeypatch):
+    import core.indexer
+
+    real_hash = core.indexer.content_hash
+    victim = sorted(library.glob("2024/*.jpg"))[0]
+
+    def content_hash(path):  # an unexpected failure, not one of the documented ImageErrors
+        if path == str(victim):
+            raise RuntimeError("simulated failure")
+        return real_hash(path)
+
+    monkeypatch.setattr(core.indexer, "content_hash", content_hash)
+    report = engine.index([library])
+    assert report.skipped == [(str(victim), "RuntimeError: simulated failure")]
+    assert report.indexed == 5 == engine.store.count()
