@@ -272,6 +272,9 @@ class _Run:
         """Hash the files that need work; update records whose content is the same (changed stat, or
         moved); return what must be embedded: (entry, image id, previous record)."""
         to_embed = []
+        if self.store.count() == 0:  # nothing a file could have moved from: new files need no hash first
+            to_embed = [(w.entry, new_image_id(), None) for w in work if w.record is None]
+            work = [w for w in work if w.record is not None]
         with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="hash") as pool:
             for start in range(0, len(work), HASH_CHUNK):
                 if self.cancelled():

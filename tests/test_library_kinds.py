@@ -356,7 +356,10 @@ def test_one_file_that_fails_to_hash_costs_only_itself(engine, library, monkeypa
             raise RuntimeError("simulated failure")
         return real_hash(path)
 
+    engine.index([library])
+    for path in library.glob("*/*.jpg"):  # all changed: each is re-read (hashed first)
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))
     monkeypatch.setattr(core.indexer, "content_hash", content_hash)
     report = engine.index([library])
     assert report.skipped == [(str(victim), "RuntimeError: simulated failure")]
-    assert report.indexed == 5 == engine.store.count()
+    assert (report.indexed, report.unchanged, report.removed) == (0, 5, 0) and engine.store.count() == 6
