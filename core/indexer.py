@@ -6,9 +6,9 @@ Matching, on the image identity of core/store/base.py (ids never come from a pat
    that replace a file all change ctime or inode): if its content hash is unchanged only the record is
    updated (no embedding; this also covers indexes migrated with ctime and inode 0), else it is embedded
    again under the same id.
-2. By content. A file whose path the index does not hold is hashed; a record with the same size and hash
-   whose every path is gone is the same image moved or renamed: it keeps its id and vector, its paths
-   are updated (`moved`), nothing is extracted (rclip matches moves the same way).
+2. By content. A file whose path the index does not hold is hashed (unless the index is empty); a record
+   with the same size and hash whose every path is gone is the same image moved or renamed: it keeps its
+   id and vector, its paths are updated (`moved`), nothing is extracted (rclip matches moves the same way).
 3. Anything else is a new image (`new_image_id`). Hard links are one image with several paths (the scan
    merges them by device and inode).
 
