@@ -45,6 +45,8 @@ def build_actions(w) -> SimpleNamespace:
         similar=_action(w, "Find &Similar", w.refine_selected, None, "similar",
                         "Search with the selected result (Enter, or double-click it)"),
         find=_action(w, "&Filter Results", w.focus_filter, "Ctrl+F", None, "Filter by file or folder name"),
+        clear_filter=_action(w, "Clear Name Filter", w.controls.text_filter.clear, "Esc", None,
+                             "Clear the name filter (Esc)"),
         clear_filters=_action(w, "&Clear Filters", w.controls.clear, None, None,
                               "Show every result again (similarity 0 to 1, no name filter)"),
         duplicates=_action(w, "Find &Duplicates…", w.find_duplicates, None, "duplicates",

@@ -69,6 +69,7 @@ class JobStatus(QWidget):
         self.bar = QProgressBar()
         self.bar.setFixedWidth(160)
         self.label = QLabel()
+        self.label.setMinimumWidth(60)  # a long outcome is cut (the tooltip has it all), never widens the window
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop after the batch being processed; everything indexed so far is kept")
         self.cancel_button.clicked.connect(self._cancel)

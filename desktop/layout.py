@@ -35,6 +35,7 @@ def build_central(w) -> None:
     trail.addWidget(w.forward_button)
     trail.addWidget(w.breadcrumb, 1)
     trail.addWidget(w.result_count)
+    trail.addWidget(w.controls.text_filter)
     header = QWidget()
     header.setObjectName("resultsHeader")
     header_layout = QVBoxLayout(header)

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeyEvent, QMouseEvent
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMessageBox
 
 from core.config import Settings
@@ -261,12 +261,6 @@ class MainWindow(QMainWindow):
         self.act.web.setEnabled(self.session.api is not None)
         self.act.similar.setEnabled(bool(self.view.selected_hits()))
         self.search_view.update_placeholder_action(ready and not self.jobs.busy)
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() == Qt.Key.Key_Escape and self.controls.text_filter.text():
-            self.controls.text_filter.clear()  # Esc clears the filter (issue 14)
-            return
-        super().keyPressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         # The mouse's back and forward buttons walk the trail, as in a browser.

@@ -21,6 +21,35 @@ from desktop.query import Query, Source, from_path, source_from_mime
 DROP_HINT = "Drop an image here\n\nan image file, a picture from\na web page, or an image URL"
 
 
+class ElidedLabel(QLabel):
+    """One line, elided in the middle (the end of a file name tells copies apart); a long text never sets the
+    pane's, and so the window's, minimum width (issue 14). `text()` is the whole text."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self.setMinimumWidth(1)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def clear(self) -> None:
+        self.setText("")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width(), 1)
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
+
+
 class QueryPane(QFrame):
     source_chosen = Signal(object)  # Source
 
@@ -36,9 +65,9 @@ class QueryPane(QFrame):
         self.preview.setObjectName("dropArea")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setWordWrap(True)
-        self.preview.setMinimumSize(220, 220)
+        self.preview.setMinimumSize(150, 150)  # the window fits half of a 1,280 px screen
         self.preview.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.caption = QLabel()
+        self.caption = ElidedLabel()
         self.caption.setObjectName("caption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -48,7 +48,8 @@ class SearchPresenter:
         self._opening = True  # until the first engine is open or has failed: a dropped query waits for it
         self._identity = None
         self._waiting: Source | None = None
-        self._seq = 0  # only the newest query or search is shown
+        self._source_seq = 0  # only the newest outside query is searched (a step in the trail supersedes it too)
+        self._search_seq = 0  # only the newest search's results are shown
         self._view_states: dict[int, Any] = {}  # scroll and selection per trail step (by id of its Query)
 
     # -- the engine -------------------------------------------------------------------------------
@@ -78,7 +79,8 @@ class SearchPresenter:
             self._fail_query("No index is open, so there is nothing to search.", None)
 
     def clear(self) -> None:
-        self._seq += 1
+        self._source_seq += 1
+        self._search_seq += 1
         self.history.clear()
         self._view_states.clear()
         self.state = IDLE
@@ -89,8 +91,8 @@ class SearchPresenter:
     # -- queries ----------------------------------------------------------------------------------
     def open_source(self, source: Source) -> None:
         """A new query from outside (file, URL, image data): read, preview and embed it in one worker call."""
-        self._seq += 1
-        seq = self._seq
+        self._source_seq += 1
+        seq = self._source_seq
         self.view.show_loading(source.label)
         engine = self.engine
         if engine is None:
@@ -105,7 +107,7 @@ class SearchPresenter:
                  lambda exc: self._load_failed(seq, source.label, exc))
 
     def _loaded(self, seq: int, loaded: LoadedSource) -> None:
-        if seq != self._seq:
+        if seq != self._source_seq:
             return
         # A new outside image starts a new trail; Back/Forward walk the refinements from it.
         self.history.clear()
@@ -114,7 +116,7 @@ class SearchPresenter:
                         details=loaded.details))
 
     def _load_failed(self, seq: int, label: str, exc: Exception) -> None:
-        if seq != self._seq:
+        if seq != self._source_seq:
             return
         if isinstance(exc, ImageError):
             self._fail_query(f"{label}: {exc.reason}", None)
@@ -130,6 +132,7 @@ class SearchPresenter:
 
     def refine(self, record: ImageRecord, preview=None) -> None:
         """Search from an indexed image by its stored vector (double-click, Enter, Find Similar)."""
+        self._source_seq += 1  # supersedes a dropped query still loading
         query = record_query(record, preview)
         self.push(query)
         path = record.path
@@ -160,6 +163,7 @@ class SearchPresenter:
             self.go_to(self.history.index + 1)
 
     def go_to(self, index: int) -> None:
+        self._source_seq += 1
         self._remember_view()
         self.history.go(index)
         self._show_current()
@@ -181,10 +185,10 @@ class SearchPresenter:
     def search(self) -> None:
         """Run the current query with the view's k and filters; a stored vector makes this milliseconds."""
         query, engine = self.history.current, self.engine
-        self._seq += 1
+        self._search_seq += 1
         if query is None or engine is None:
             return
-        seq, (k, filters) = self._seq, self.view.search_params()
+        seq, (k, filters) = self._search_seq, self.view.search_params()
         self.state = SEARCHING
         started = time.perf_counter()
 
@@ -197,7 +201,7 @@ class SearchPresenter:
                  lambda exc: self._search_failed(seq, exc))
 
     def _searched(self, seq: int, query: Query, result: tuple[list[Hit], int | None], started: float) -> None:
-        if seq != self._seq:
+        if seq != self._search_seq:
             return
         hits, count = result
         empty = None if hits else EMPTY_INDEX if count == 0 else NO_MATCH
@@ -205,6 +209,6 @@ class SearchPresenter:
         self.view.show_hits(hits, 1000 * (time.perf_counter() - started), empty, self._view_states.get(id(query)))
 
     def _search_failed(self, seq: int, exc: Exception) -> None:
-        if seq == self._seq:
+        if seq == self._search_seq:
             self.state = FAILED
             self.view.search_failed(exc, self.search)

@@ -1,4 +1,4 @@
-"""The row above the grid: how many results, the similarity range and the file/folder name filter."""
+"""How many results, the similarity range and the file/folder name filter (placed by the window)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class SearchControls(QWidget):
         layout.addWidget(self.max_score)
         layout.addStretch(1)
         layout.addWidget(self.clear_button)
-        layout.addWidget(self.text_filter, 2)
+        # The name filter is placed by the window (beside the result count): one row of all of them would
+        # keep the window from fitting half of a 1,280 px screen.
         for box in (self.k, self.min_score, self.max_score, self.text_filter):
             (box.textChanged if box is self.text_filter else box.valueChanged).connect(self._show_active)
 

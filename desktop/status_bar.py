@@ -12,6 +12,7 @@ def build_status_bar(w) -> None:
     bar = w.statusBar()
     w.status_error = QLabel()
     w.status_error.setObjectName("statusError")
+    w.status_error.setMinimumWidth(60)  # a long message is cut (the tooltip has it all), never widens the window
     w.retry_button = QPushButton("Retry")
     bar.addWidget(w.status_error, 1)
     bar.addWidget(w.retry_button)
