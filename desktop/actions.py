@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
+from desktop import folders
 from desktop.style import icon
 
 
@@ -33,10 +35,11 @@ def build_actions(w) -> SimpleNamespace:
         open=_action(w, "&Open Image…", w.pane.open_file, "Ctrl+O", "open", "Search with an image file"),
         paste=_action(w, "&Paste Image", w.pane.paste, "Ctrl+V", "paste",
                       "Search with the image, file or URL on the clipboard"),
-        index=_action(w, "&Index Folder…", w.index_folder, "Ctrl+I", "index", "Add a folder of images to the index"),
-        rescan=_action(w, "&Re-scan All", w.rescan, "F5", "rescan",
+        index=_action(w, "&Index Folder…", partial(folders.index_folder, w), "Ctrl+I", "index",
+                      "Add a folder of images to the index"),
+        rescan=_action(w, "&Re-scan All", partial(folders.rescan, w), "F5", "rescan",
                        "Bring every indexed folder up to date (new, changed, deleted files)"),
-        remove=_action(w, "Remo&ve Folder…", w.remove_folder, None, "remove",
+        remove=_action(w, "Remo&ve Folder…", partial(folders.remove_folder, w), None, "remove",
                        "Forget the images under a folder (the files stay on disk)"),
         settings=_action(w, "&Settings…", w.open_settings, "Ctrl+,", "settings"),
         quit=_action(w, "&Quit", w.close, "Ctrl+Q"),

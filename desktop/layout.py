@@ -14,7 +14,7 @@ def build_central(w) -> None:
     """Makes w.pane, w.view, w.back_button, w.forward_button, w.breadcrumb, w.result_count, w.controls and
     w.splitter, and connects them to the window's search presenter `w.search`."""
     w.pane = QueryPane()
-    w.pane.source_chosen.connect(w.search.open_source)
+    w.pane.source_chosen.connect(w.open_source)
     w.view = ResultsView(w.model)
     w.view.setObjectName("results")
     w.view.refine_requested.connect(lambda hit: w.refine(hit.record, hit))

@@ -7,17 +7,18 @@ VGG16, decodes full images or touches the index: engine calls go to the search w
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QMouseEvent
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMessageBox
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QWidget
 
 from core.config import Settings
 from core.model import Extractor
-from desktop import status_bar
+from desktop import folders, status_bar
 from desktop.actions import build_actions
 from desktop.duplicates_dialog import DuplicatesDialog
 from desktop.errors import ErrorPresenter, about_text
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
         self.locked = frozenset(locked)
         self.settings_dialog: SettingsDialog | None = None
         self.duplicates_dialog: DuplicatesDialog | None = None
+        self.folder_box: QMessageBox | None = None
         self.image_count: int | None = None
         # Below the GUI thread's priority: drawing and input come first on a machine kept busy by VGG16.
         self.searcher = Worker("search", self, nice=WORKER_NICE)
@@ -87,6 +89,8 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         if (sizes := prefs.splitter_sizes()) is not None:
             self.splitter.setSizes(sizes)
+        QApplication.instance().installEventFilter(self)  # mouse back/forward anywhere in the window
+        self.view.said.connect(lambda text: self.statusBar().showMessage(text, 8000))
         QTimer.singleShot(0, self.session.open)  # once the window is up: opening a server index may take seconds
 
     def _connect(self) -> None:
@@ -173,7 +177,11 @@ class MainWindow(QMainWindow):
 
     # == user actions ===============================================================================
     def open_source(self, source) -> None:
-        self.search.open_source(source)
+        """A query from the pane, a drop or the command line; a folder is offered for indexing instead."""
+        if source.path is not None and os.path.isdir(source.path):
+            folders.offer_to_index(self, source.path)
+        else:
+            self.search.open_source(source)
 
     def refine(self, record, hit=None) -> None:
         thumbnail = self.model.thumbnail(hit) if hit is not None else None
@@ -187,18 +195,6 @@ class MainWindow(QMainWindow):
         self.controls.text_filter.setFocus()
         self.controls.text_filter.selectAll()
 
-    def index_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Index a folder of images", str(Path.home()))
-        if folder:
-            self.prefs.add_root(folder)
-            self.start_index([folder])
-
-    def rescan(self) -> None:
-        if roots := self.prefs.roots:
-            self.start_index(roots)
-        else:
-            self.statusBar().showMessage("No folders indexed yet: File → Index Folder… (Ctrl+I)", 8000)
-
     def start_index(self, roots: list[str]) -> None:
         if self.session.state != OPEN or self.jobs.busy:
             self.statusBar().showMessage("Indexing is already running." if self.jobs.busy else "No index is open.",
@@ -206,20 +202,6 @@ class MainWindow(QMainWindow):
             return
         self.session.ensure_model()  # shows "Loading the model…"; the job waits for the same model
         self.jobs.index(roots)
-
-    def remove_folder(self) -> None:
-        roots = self.prefs.roots
-        if self.session.state != OPEN:
-            return
-        if roots:
-            folder, ok = QInputDialog.getItem(self, "Remove Folder",
-                                              "Forget the images under this folder (the files stay on disk):",
-                                              roots, 0, False)
-        else:
-            folder = QFileDialog.getExistingDirectory(self, "Forget the images under a folder", str(Path.home()))
-            ok = bool(folder)
-        if ok and folder:
-            self.jobs.remove([folder])
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.choices, self.locked, self.searcher, self)
@@ -262,14 +244,17 @@ class MainWindow(QMainWindow):
         self.act.similar.setEnabled(bool(self.view.selected_hits()))
         self.search_view.update_placeholder_action(ready and not self.jobs.busy)
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        # The mouse's back and forward buttons walk the trail, as in a browser.
-        if event.button() == Qt.MouseButton.BackButton:
-            self.search.go_back()
-        elif event.button() == Qt.MouseButton.ForwardButton:
-            self.search.go_forward()
-        else:
-            super().mouseReleaseEvent(event)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # The mouse's back and forward buttons walk the trail, as in a browser, over any widget of the window.
+        if event.type() == QEvent.Type.MouseButtonRelease and isinstance(watched, QWidget) \
+                and watched.window() is self:
+            if event.button() == Qt.MouseButton.BackButton:
+                self.search.go_back()
+                return True
+            if event.button() == Qt.MouseButton.ForwardButton:
+                self.search.go_forward()
+                return True
+        return super().eventFilter(watched, event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         # Anywhere in the window is a drop target, except dragging a result within the grid itself.
@@ -299,6 +284,7 @@ class MainWindow(QMainWindow):
         if self.session.state == "closed":
             return
         self.controls.settle()
+        QApplication.instance().removeEventFilter(self)
         self.session.shutdown()
         self.loader.shutdown()
         for dialog in (self.settings_dialog, self.duplicates_dialog, self.jobs.report_dialog, self.errors.box):

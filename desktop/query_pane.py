@@ -134,14 +134,15 @@ class QueryPane(QFrame):
         self.message.hide()
 
     def _set_image(self, image: QImage | None) -> None:
+        if image is None:
+            self.preview.setPixmap(QPixmap())  # clears the old image; callers set the text to show instead
         self._image = image
         self._set_state("filled", image is not None)
         self._rescale()
 
     def _rescale(self) -> None:
         if self._image is None or self._image.isNull():
-            self.preview.setPixmap(QPixmap())
-            return
+            return  # setPixmap would wipe the hint text the preview shows while empty (issue 14)
         ratio = self.devicePixelRatioF()
         size = self.preview.contentsRect().size() * ratio
         scaled = self._image.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
@@ -158,7 +159,8 @@ class QueryPane(QFrame):
     def open_file(self) -> None:
         patterns = " ".join(f"*{s}" for s in sorted(image_suffixes()))
         path, _ = QFileDialog.getOpenFileName(self, "Search with an image", "",
-                                              f"Images ({patterns});;All files (*)")
+                                              f"Images ({patterns});;All files (*)",
+                                              options=QFileDialog.Option.HideNameFilterDetails)
         if path:
             self.source_chosen.emit(from_path(path))
 

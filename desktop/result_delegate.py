@@ -12,6 +12,7 @@ from core.store import Hit
 
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 UNREADABLE_ROLE = Qt.ItemDataRole.UserRole + 2  # True once the thumbnail failed to decode
+QUERY_ROLE = Qt.ItemDataRole.UserRole + 3  # True for the query's own file
 THUMB = 160  # logical pixels of the square a thumbnail is fitted into
 CELL = QSize(THUMB + 20, THUMB + 56)
 
@@ -60,6 +61,8 @@ class ResultDelegate(QStyledItemDelegate):
                 painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read\nthis file")
 
         self._badge(painter, target, hit.score)  # on the image's corner, wherever its shape puts it
+        if index.data(QUERY_ROLE):
+            self._badge(painter, target.translated(target.width() - 70, 0), None)
 
         font = QFont(option.font)
         text = QRect(cell.x() + 6, square.bottom() + 6, cell.width() - 12, option.fontMetrics.height())
@@ -77,18 +80,20 @@ class ResultDelegate(QStyledItemDelegate):
         painter.restore()
 
     @staticmethod
-    def _badge(painter: QPainter, image: QRect, score: float) -> None:
+    def _badge(painter: QPainter, image: QRect, score: float | None) -> None:
+        """The score, or (score None) "query" on the query's own image."""
         font = painter.font()
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 0.85)
         painter.setFont(font)
-        label = f"{score:.2f}"
+        label = "query" if score is None else f"{score:.2f}"
         width = painter.fontMetrics().horizontalAdvance(label) + 12
         badge = QRect(image.x() + 5, image.y() + 5, width, painter.fontMetrics().height() + 4)
         # Green for close matches fading to slate grey for distant ones: the eye finds the good ones first.
-        t = max(0.0, min(1.0, (score - 0.5) / 0.5))
+        t = max(0.0, min(1.0, ((1.0 if score is None else score) - 0.5) / 0.5))
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(int(90 - 60 * t), int(100 + 50 * t), int(110 - 40 * t), 220))
+        painter.setBrush(QColor(40, 90, 170, 230) if score is None
+                         else QColor(int(90 - 60 * t), int(100 + 50 * t), int(110 - 40 * t), 220))
         painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
         painter.setPen(QColor("white"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)

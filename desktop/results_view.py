@@ -26,15 +26,18 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
     QMenu,
+    QMessageBox,
     QPushButton,
     QWidget,
 )
 
 from core.store import Hit
 from desktop import files
-from desktop.result_delegate import CELL, HIT_ROLE, UNREADABLE_ROLE, AnyIndex, ResultDelegate
+from desktop.index_widgets import plural
+from desktop.result_delegate import CELL, HIT_ROLE, QUERY_ROLE, UNREADABLE_ROLE, AnyIndex, ResultDelegate
 from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 
+OPEN_WITHOUT_ASKING = 5  # files opened at once without a question (issue 14: Ctrl+A over 1,000 results)
 PIXMAP_CACHE = 600  # ~60 MB of decoded 160 px thumbnails; results beyond it are re-read from the disk cache
 
 
@@ -51,6 +54,7 @@ class ResultsModel(QAbstractListModel):
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._unreadable: set[str] = set()
         self._requested: set[str] = set()
+        self.query_path: str | None = None
         loader.loaded.connect(self._thumbnail_loaded)
 
     # -- contents ---------------------------------------------------------------------------------
@@ -63,6 +67,10 @@ class ResultsModel(QAbstractListModel):
         self._loader.clear()  # the old list's unstarted requests are no longer wanted...
         self._requested.clear()  # ...so they may be asked for again
         self.endResetModel()
+
+    def set_query_path(self, path: str | None) -> None:
+        """The query's own file, marked where it appears among the results (as the web page does)."""
+        self.query_path = path
 
     def hits(self) -> list[Hit]:
         return list(self._hits)
@@ -82,7 +90,9 @@ class ResultsModel(QAbstractListModel):
             return record.name
         if role == Qt.ItemDataRole.ToolTipRole:
             return (f"{record.path}\n{record.width} × {record.height} px, {files.human_size(record.size)}"
-                    f"\nsimilarity {hit.score:.3f}")
+                    f"\nsimilarity {hit.score:.3f}" + ("\nthe query image" if record.path == self.query_path else ""))
+        if role == QUERY_ROLE:
+            return record.path == self.query_path
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnail(hit)
         if role == HIT_ROLE:
@@ -141,6 +151,7 @@ class ResultsView(QListView):
     """The grid. Double-click or Enter on a result asks to refine the search from it."""
 
     refine_requested = Signal(object)  # Hit
+    said = Signal(str)  # a short message for the status bar (a file action failed, paths were copied)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None):
         super().__init__(parent)
@@ -238,14 +249,31 @@ class ResultsView(QListView):
         paths = [h.record.path for h in self.selected_hits()] or [hit.record.path]
 
         def open_all() -> None:
-            for path in paths:
-                files.open_file(path)
+            self.open_files(paths)
+
+        def reveal() -> None:
+            if not files.reveal(hit.record.path):
+                self.said.emit(f"No file manager could show {hit.record.path}.")
+
+        def copy() -> None:
+            files.copy_paths(paths)
+            self.said.emit(f"Copied {plural(len(paths), 'path')}.")
 
         menu = QMenu(self)
         menu.addAction("Find Similar", lambda: self.refine_requested.emit(hit))
         menu.addSeparator()
-        menu.addAction("Open", open_all)
-        menu.addAction("Reveal in Folder", lambda: files.reveal(hit.record.path))
-        menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths",
-                       lambda: files.copy_paths(paths))
+        menu.addAction("Open" if len(paths) <= OPEN_WITHOUT_ASKING else f"Open {len(paths)} Files…", open_all)
+        menu.addAction("Reveal in Folder", reveal)
+        menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths", copy)
         return menu
+
+    def open_files(self, paths: list[str]) -> None:
+        """Open each file with its default app, asking first for more than a handful; says which failed."""
+        if len(paths) > OPEN_WITHOUT_ASKING and QMessageBox.question(
+                self, "Open Files", f"Open {len(paths)} files, each in its own window?") != \
+                QMessageBox.StandardButton.Yes:
+            return
+        failed = [p for p in paths if not files.open_file(p)]
+        if failed:
+            self.said.emit(f"No app could open {failed[0]}" + (f" and {len(failed) - 1} more." if len(failed) > 1
+                                                              else "."))

@@ -45,12 +45,13 @@ class WindowSearchView:
 
     def show_hits(self, hits: list[Hit], took_ms: float, empty: str | None, restore: Any) -> None:
         w = self.w
+        current = w.search.history.current
+        w.model.set_query_path(current.path if current is not None else None)
         w.model.set_hits(hits)
         if restore is not None:
             self._restore(restore)
         else:
             w.view.scrollToTop()
-        current = w.search.history.current
         if empty == EMPTY_INDEX:
             w.view.set_placeholder(HINT_EMPTY_INDEX, w.act.index)
         elif empty == NO_MATCH:

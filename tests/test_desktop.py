@@ -401,7 +401,7 @@ def test_remove_folder_forgets_its_images(qtbot, make_window, tmp_path, photo_di
     window = make_window()
     prefs.add_root(str(folder))
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
-        window.rescan()
+        window.act.rescan.trigger()
     qtbot.waitUntil(lambda: window.status_index.text() == "Embedded index · 6 images", timeout=WAIT_MS)
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (str(folder), True))
     window.act.remove.trigger()

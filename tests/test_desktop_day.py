@@ -226,3 +226,81 @@ def test_the_splitter_is_remembered(qtbot, make_window, tmp_path, indexed_data):
     window.close()
     again = make_window(data)
     assert again.splitter.sizes()[0] == sizes[0]
+
+
+def test_the_drop_hint_shows_at_start_and_survives_resizes(qtbot, window):
+    assert "Drop an image here" in window.pane.preview.text()
+    window.resize(900, 700)
+    qtbot.wait(50)
+    window.resize(1100, 760)
+    qtbot.wait(50)
+    assert "Drop an image here" in window.pane.preview.text()
+
+
+def test_file_actions_say_when_they_fail_and_many_files_ask_first(qtbot, window, photo_dir, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop import files
+
+    search_by_drop(qtbot, window, photo_dir / "coffee.jpg")
+    monkeypatch.setattr(files.QDesktopServices, "openUrl", lambda url: False)  # no handler on this system
+    window.view.setCurrentIndex(window.model.index(0))
+    menu = window.view.context_menu(window.model.index(0))
+    actions = {a.text(): a for a in menu.actions() if a.text()}
+    actions["Open"].trigger()
+    assert window.statusBar().currentMessage().startswith("No app could open")
+    actions["Reveal in Folder"].trigger()
+    assert window.statusBar().currentMessage().startswith("No file manager could show")
+    actions["Copy Path"].trigger()
+    assert window.statusBar().currentMessage() == "Copied 1 path."
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    window.view.selectAll()
+    menu = window.view.context_menu(window.model.index(0))
+    next(a for a in menu.actions() if a.text().startswith("Open ")).trigger()
+    assert asked == [f"Open {window.model.rowCount()} files, each in its own window?"]
+
+
+def test_the_query_is_marked_among_its_results(qtbot, window, photo_dir):
+    from desktop.result_delegate import QUERY_ROLE
+
+    search_by_drop(qtbot, window, photo_dir / "coffee.jpg")
+    marks = [window.model.data(window.model.index(r), QUERY_ROLE) for r in range(window.model.rowCount())]
+    assert marks[0] is True and not any(marks[1:])
+
+
+def test_dropping_a_folder_offers_to_index_it(qtbot, make_window, tmp_path, photo_dir):
+    folder = mixed_folder(tmp_path / "dropped", photo_dir)
+    window = make_window()
+    drop(window.pane, file_mime(folder))
+    box = window.folder_box
+    assert box is not None and box.isVisible() and str(folder) in box.text()
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as finished:
+        next(b for b in box.buttons() if b.text() == "Index Folder").click()
+    assert finished.args[0]["report"]["indexed"] == 6 and window.prefs.roots == [str(folder)]
+
+
+def test_mouse_back_button_goes_back(qtbot, window, photo_dir):
+    search_by_drop(qtbot, window, photo_dir / "coffee.jpg")
+    first = [h.record.name for h in window.model.hits()]
+    window.view.setCurrentIndex(window.model.index(2))
+    with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
+        window.act.similar.trigger()
+    with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
+        qtbot.mouseRelease(window.view.viewport(), Qt.MouseButton.BackButton)
+    assert [h.record.name for h in window.model.hits()] == first
+
+
+def test_a_rescan_does_not_report_the_same_broken_files_again(qtbot, make_window, tmp_path, photo_dir):
+    folder = mixed_folder(tmp_path / "broken", photo_dir)
+    window = make_window()
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
+        window.start_index([str(folder)])
+    first = window.jobs.report_dialog
+    assert first is not None and len(first.skipped_rows()) == 2
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
+        window.start_index([str(folder)])
+    assert window.jobs.report_dialog is first  # nothing new: no new dialog
+    assert window.job_status.details_button.isVisible()
+    window.job_status.details_button.click()  # the full list stays reachable
+    assert len(window.jobs.report_dialog.skipped_rows()) == 2 and window.jobs.report_dialog is not first
