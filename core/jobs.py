@@ -53,6 +53,7 @@ class Job:
     created: float = field(default_factory=time.time)  # Unix time, seconds
     finished: float | None = None
     result: Any = None  # the Python result: IndexReport, removed count (int) or duplicate groups
+    exception: Exception | None = None  # why a failed job failed, for callers that map errors themselves (CLI)
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> Snapshot:
@@ -122,9 +123,12 @@ class JobQueue:
             return job.to_dict() if job is not None else None
 
     def result(self, job_id: str) -> Any:
-        """The finished job's Python result (IndexReport, int or duplicate groups), else None."""
+        """The finished job's Python result (IndexReport, int or duplicate groups), else None (unknown or not
+        finished). A failed job raises the exception it failed with, so a caller keeps its own error mapping."""
         with self._lock:
             job = self._jobs.get(job_id)
+            if job is not None and job.exception is not None:
+                raise job.exception
             return job.result if job is not None else None
 
     def all(self) -> list[Snapshot]:
@@ -237,6 +241,7 @@ class JobQueue:
             log.warning("%s job %s failed: %s", job.kind, job.id, exc, exc_info=not _is_user_error(exc))
             with self._lock:
                 job.error = str(exc) or type(exc).__name__
+                job.exception = exc
                 self._finish(job, FAILED)
                 snapshot = job.to_dict()
         else:

@@ -133,13 +133,14 @@ class JobsController(QObject):
 
     def _finished(self, job: dict) -> None:
         done, failed = self._callbacks.pop(job["job_id"], (None, None))
-        result = self.queue.result(job["job_id"]) if self.queue is not None else None
+        ok = job["state"] == "done"
+        result = self.queue.result(job["job_id"]) if ok and self.queue is not None else None
         if job["kind"] == "duplicates":  # said in its own window, not in the status bar
             if self._active:
                 self.status.start(next(iter(self._active.values())))
             else:
                 self.status.hide()
-            if job["state"] == "done" and done is not None:
+            if ok and done is not None:
                 done(result)
             elif failed is not None:
                 failed(job["error"] or "cancelled")
@@ -155,7 +156,7 @@ class JobsController(QObject):
                 f" ({len(skipped) - len(new)} more already reported: Details… in the status bar)"
                 if len(new) < len(skipped) else "") + ":"
             self._show_report(new, heading)
-        if job["state"] == "done" and done is not None:
+        if ok and done is not None:
             done(result)
         self.finished.emit(job)
 

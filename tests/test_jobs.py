@@ -109,6 +109,8 @@ def test_a_failed_job_says_why_and_the_queue_goes_on(fake):
     failed = queue.submit_remove(["/x"])
     assert queue.wait(failed.id, 10)["error"] == "the index is read-only"
     assert queue.get(failed.id)["state"] == "failed"
+    with pytest.raises(StoreError, match="read-only"):
+        queue.result(failed.id)  # the CLI keeps its exit status for the error's kind
     fake.release.set()
     assert queue.wait(queue.submit_index(["/y"], prune_missing=True).id, 10)["state"] == "done"
     assert fake.calls[-1] == ("index", ["/y"], {"prune_missing": True})
