@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMainWindow
+from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from desktop import folders
 from desktop.style import icon
@@ -50,12 +50,14 @@ def build_actions(w) -> SimpleNamespace:
         find=_action(w, "&Filter Results", w.focus_filter, "Ctrl+F", None, "Filter by file or folder name"),
         clear_filter=_action(w, "Clear Name Filter", w.controls.text_filter.clear, "Esc", None,
                              "Clear the name filter (Esc)"),
+        clear_query=_action(w, "Clear &Query", w.search.clear, None, None, "Start again: no query, no results"),
         clear_filters=_action(w, "&Clear Filters", w.controls.clear, None, None,
                               "Show every result again (similarity 0 to 1, no name filter)"),
         duplicates=_action(w, "Find &Duplicates…", w.find_duplicates, None, "duplicates",
                            "Groups of near-identical images in the index"),
         web=_action(w, "Open &Web Page", w.open_web_page, None, None, "The search page the built-in HTTP API serves"),
         about=_action(w, "&About", w.about),
+        shortcuts=_action(w, "&Keyboard Shortcuts", lambda: show_shortcuts(w), "F1"),
     )
     a.settings.setMenuRole(QAction.MenuRole.PreferencesRole)
     a.quit.setMenuRole(QAction.MenuRole.QuitRole)
@@ -68,9 +70,9 @@ def build_actions(w) -> SimpleNamespace:
     file_menu.addAction(a.settings)
     file_menu.addSeparator()
     file_menu.addAction(a.quit)
-    bar.addMenu("&Go").addActions([a.back, a.forward, a.similar, a.find, a.clear_filters])
+    bar.addMenu("&Go").addActions([a.back, a.forward, a.similar, a.find, a.clear_filters, a.clear_query])
     bar.addMenu("&Tools").addActions([a.duplicates, a.web])
-    bar.addMenu("&Help").addAction(a.about)
+    bar.addMenu("&Help").addActions([a.shortcuts, a.about])
     toolbar = w.addToolBar("Main")
     toolbar.setObjectName("mainToolbar")
     toolbar.setMovable(False)
@@ -81,3 +83,17 @@ def build_actions(w) -> SimpleNamespace:
     toolbar.addSeparator()
     toolbar.addActions([a.duplicates, a.settings])
     return a
+
+
+def shortcuts_text(w) -> str:
+    """Every action that has a shortcut, as an HTML table (from the actions themselves: one list, never stale)."""
+    rows = [(a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), a.text().replace("&", ""))
+            for a in vars(w.act).values() if not a.shortcut().isEmpty()]
+    rows += [("Enter, double-click", "Find Similar (the selected result)"), ("Mouse back / forward", "Back / Forward")]
+    return "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{t}</td></tr>" for k, t in rows) + "</table>"
+
+
+def show_shortcuts(w) -> None:
+    box = w.shortcuts_box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard Shortcuts", shortcuts_text(w),
+                                       QMessageBox.StandardButton.Close, w)
+    box.open()

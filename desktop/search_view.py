@@ -70,7 +70,7 @@ class WindowSearchView:
     def show_start_hint(self) -> None:
         w = self.w
         if w.engine is None and w.session.state == "failed":
-            w.view.set_placeholder(HINT_NO_INDEX)
+            w.view.set_placeholder(HINT_NO_INDEX, w.act.settings)
         elif w.image_count == 0:
             w.view.set_placeholder(HINT_EMPTY_INDEX, w.act.index)
         else:

@@ -139,6 +139,8 @@ def test_another_model_is_explained_without_command_line_words(qtbot, make_windo
     text = window.errors.box.text() + window.errors.box.informativeText()
     assert "--" not in text and "IMAGE_SEARCH" not in text and "Settings" in text
     assert not window.act.index.isEnabled() and window.status_index.text() == "No index"
+    assert window.view.placeholder.startswith("No index is open") and window.view.placeholder_button.isVisible()
+    assert window.view.placeholder_button.text() == "Settings…"
 
 
 # == one job queue ==================================================================================
@@ -304,3 +306,19 @@ def test_a_rescan_does_not_report_the_same_broken_files_again(qtbot, make_window
     assert window.job_status.details_button.isVisible()
     window.job_status.details_button.click()  # the full list stays reachable
     assert len(window.jobs.report_dialog.skipped_rows()) == 2 and window.jobs.report_dialog is not first
+
+
+def test_plain_words_in_the_window_details_in_about_and_a_shortcut_list(qtbot, window, photo_dir):
+    from desktop.actions import shortcuts_text
+    from desktop.errors import about_text
+
+    assert window.status_model.text() == "Model ready" and "random" in window.status_model.toolTip()
+    about = about_text(window.engine)
+    assert "Model: VGG16 " in about and "Weights: random" in about and window.engine.store.location() in about
+    table = shortcuts_text(window)
+    for keys in ("Ctrl+O", "Ctrl+F", "Alt+Left", "F5", "Esc"):
+        assert keys in table, keys
+    search_by_drop(qtbot, window, photo_dir / "coffee.jpg")
+    window.act.clear_query.trigger()
+    assert window.model.rowCount() == 0 and window.pane.caption.text() == "" and window.result_count.text() == ""
+    assert not window.act.back.isEnabled()
