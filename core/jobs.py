@@ -218,6 +218,7 @@ class JobQueue:
 
     @property
     def closed(self) -> bool:
+        """True once `shutdown` was called: submits raise RuntimeError."""
         return self._closed
 
     # -- the worker thread ------------------------------------------------------------------------
@@ -343,18 +344,23 @@ class JobRegistry:
         self._queue = JobQueue(self._engine)
 
     def submit(self, paths: list[str]) -> Job:
+        """JobQueue.submit_index."""
         return self._queue.submit_index(paths)
 
     def get(self, job_id: str) -> Snapshot | None:
+        """JobQueue.get."""
         return self._queue.get(job_id)
 
     def all(self) -> list[Snapshot]:
+        """JobQueue.all."""
         return self._queue.all()
 
     def cancel(self, job_id: str) -> Snapshot | None:
+        """JobQueue.cancel."""
         return self._queue.cancel(job_id)
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        """JobQueue.shutdown (of this registry's own queue)."""
         self._queue.shutdown(timeout)
 
 
