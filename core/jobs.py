@@ -260,11 +260,11 @@ class JobQueue:
                 snapshot = job.to_dict()
             self._notify(snapshot)
 
-        extra = {"prune_missing": True} if job.prune_missing else {}
-        report = self._engine.index(job.paths, progress=progress, cancel=job.cancel_event, **extra)
+        report = self._engine.index(job.paths, progress=progress, cancel=job.cancel_event,
+                                    prune_missing=job.prune_missing)
         with self._lock:
-            job.errors = [{"path": path, "reason": reason} for path, reason in report.skipped]
             job.report = report.to_dict()
+            job.errors = list(job.report["skipped"])
             job.eta_s = 0.0 if not report.cancelled else None
         return report
 
@@ -325,39 +325,6 @@ def queue_for(engine: Any) -> JobQueue:
         if queue is None:
             queue = _queues[engine] = JobQueue(engine)
         return queue
-
-
-class _IndexOnly:
-    """Adapts a bare index function to what JobQueue calls (for JobRegistry)."""
-
-    def __init__(self, index: Callable[..., IndexReport]):
-        self.index = index
-
-
-class JobRegistry:
-    """Today's HTTP API interface (index jobs only), on a private JobQueue.
-
-    Kept only until core/api.py uses `queue_for(engine)` (then API and desktop jobs share one queue)."""
-
-    def __init__(self, index: Callable[..., IndexReport]):
-        self._engine = _IndexOnly(index)  # the queue holds it weakly
-        self._queue = JobQueue(self._engine)
-
-    def submit(self, paths: list[str]) -> Job:
-        """JobQueue.submit_index."""
-        return self._queue.submit_index(paths)
-
-    def get(self, job_id: str) -> Snapshot | None:
-        """JobQueue.get."""
-        return self._queue.get(job_id)
-
-    def all(self) -> list[Snapshot]:
-        """JobQueue.all."""
-        return self._queue.all()
-
-    def cancel(self, job_id: str) -> Snapshot | None:
-        """JobQueue.cancel."""
-        return self._queue.cancel(job_id)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """JobQueue.shutdown (of this registry's own queue)."""

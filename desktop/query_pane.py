@@ -15,7 +15,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from core.scan import image_suffixes
+from core.formats import IMAGE_EXTENSIONS
 from desktop.query import Query, Source, from_path, source_from_mime
 
 DROP_HINT = "Drop an image here\n\nan image file, a picture from\na web page, or an image URL"
@@ -157,7 +157,7 @@ class QueryPane(QFrame):
 
     # -- how a query arrives ----------------------------------------------------------------------
     def open_file(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(image_suffixes()))
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_EXTENSIONS))
         path, _ = QFileDialog.getOpenFileName(self, "Search with an image", "",
                                               f"Images ({patterns});;All files (*)",
                                               options=QFileDialog.Option.HideNameFilterDetails)

@@ -39,7 +39,7 @@ class Session(QObject):
         self.jobs = jobs
         self.state = OPENING
         self.engine: Engine | None = None
-        self.api = None  # core.api.ApiServer while the HTTP API runs
+        self.api = None  # core.server.ApiServer while the HTTP API runs
         self.api_error: str | None = None
         self.model_loading = self.model_warm = self.model_broken = False
         self.info_time = 0.0
@@ -164,7 +164,7 @@ class Session(QObject):
             return
 
         def job():
-            from core.api import ApiServer  # imports Flask: kept out of the window's startup
+            from core.server import ApiServer  # imports Flask: kept out of the window's startup
 
             server = ApiServer(engine, settings)
             server.start()

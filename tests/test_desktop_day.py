@@ -39,7 +39,8 @@ def test_eight_refines_never_widen_the_window(qtbot, window, photo_dir):
     width = window.minimumSizeHint().width()
     for n in range(8):
         hit = window.model.hits()[1]
-        long_name = replace(hit.record, name=f"holiday in the mountains, the long walk up {n:02d}.jpg")
+        name = f"holiday in the mountains, the long walk up {n:02d}.jpg"
+        long_name = replace(hit.record, paths=(f"{hit.record.folder}/{name}",))
         with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
             window.refine(long_name, hit)
         assert window.minimumSizeHint().width() <= width, f"after {n + 1} refines"
@@ -334,8 +335,6 @@ def test_a_new_query_starts_a_new_trail(qtbot, window, photo_dir):
     assert window.breadcrumb.labels() == ["rocket.jpg"] and not window.act.back.isEnabled()
 
 
-@pytest.mark.xfail(strict=True, reason="core/api.py still has its own JobRegistry; passes once it uses "
-                                       "queue_for(engine) (then remove this marker)")
 def test_an_index_job_posted_to_the_api_shows_in_the_window_and_desktop_jobs_in_the_api(
         qtbot, make_window, tmp_path, photo_dir, indexed_data):
     import json

@@ -10,7 +10,7 @@ import weakref
 import pytest
 
 from core.indexer import IndexProgress, IndexReport
-from core.jobs import JobQueue, JobRegistry, queue_for
+from core.jobs import JobQueue, queue_for
 from core.store import StoreError
 
 
@@ -141,16 +141,6 @@ def test_a_dropped_engine_takes_its_queue_with_it():
     del engine
     gc.collect()
     assert queue() is None
-
-
-def test_job_registry_keeps_the_api_interface():
-    fake = FakeEngine()
-    fake.release.set()
-    registry = JobRegistry(fake.index)
-    job = registry.submit(["/a"])
-    assert isinstance(job.id, str)
-    registry.shutdown(5)
-    assert registry.get(job.id)["state"] in ("done", "cancelled") and registry.all()[0]["job_id"] == job.id
 
 
 def test_real_engine_index_remove_and_duplicates(engine, tmp_path, photo_dir):
