@@ -1,4 +1,4 @@
-"""VGG16 descriptors. TensorFlow is imported only when an Extractor is built.
+"""VGG16 descriptors. Weights are read without TensorFlow; it is imported only for the "tensorflow" runtime.
 
 Descriptors (chosen per index):
 - gem: block5_conv3 activations, GeM pooling (p=3), L2-normalised, 512-d. Pooled conv features

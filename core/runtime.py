@@ -95,7 +95,8 @@ def this_cpu() -> Cpu:
         text = Path("/proc/cpuinfo").read_text()
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
-        return Cpu(fields.get("model name", platform.processor()), frozenset(fields.get("flags", "").split()))
+        model = fields.get("model name") or platform.processor() or platform.machine()
+        return Cpu(model, frozenset(fields.get("flags", "").split()))
     except OSError:  # not Linux: NumPy probes the same instructions for its own kernels
         from numpy._core._multiarray_umath import __cpu_features__
 
