@@ -59,7 +59,7 @@ def test_random_weights_are_identical_in_every_process(photo_dir):
     code = (
         "import json, sys; from tests.test_model import pixels_of; "
         "from core.model import Extractor, resolve_weights; "
-        "e = Extractor('gem', resolve_weights('random', 'gem'), runtime='tensorflow'); "
+        "e = Extractor('gem', resolve_weights('random', 'gem'), runtime='tensorflow', precision='fp32'); "
         "print(json.dumps(e.embed(pixels_of([sys.argv[1]]))[0].tolist()))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True, check=True)
