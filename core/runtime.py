@@ -152,16 +152,15 @@ def build(descriptor: str, params: dict, runtime: str, precision: str, *, weight
 
 
 def _runtime_for(precision: str) -> str:
-    if precision == "bf16":
-        for name in ("openvino", "tensorflow"):
-            if importlib.util.find_spec(name):
-                return name
-        raise ConfigError("precision bf16 needs the openvino or tensorflow extra: pip install 'image-search[openvino]'")
-    return _fp32_runtime()
-
-
-def _fp32_runtime() -> str:
-    return "onnxruntime" if importlib.util.find_spec("onnxruntime") else "tensorflow"
+    """The installed runtime that runs `precision` when only the precision was asked for (int8 is quantized by
+    ONNX Runtime's tools, so it always needs ONNX Runtime)."""
+    order = {"fp32": ("onnxruntime", "tensorflow", "openvino"), "bf16": ("openvino", "tensorflow"),
+             "int8": ("onnxruntime",)}[precision]
+    for name in order:
+        if importlib.util.find_spec(name):
+            return name
+    raise ConfigError(f"precision {precision} needs one of these runtimes installed: {', '.join(order)} "
+                      "(e.g. pip install 'image-search[openvino]')")
 
 
 def _build(descriptor: str, params: dict, runtime: str, precision: str, cpu: Cpu, weights_id: str,
@@ -193,7 +192,7 @@ def _candidates(cpu: Cpu, runtime: str) -> list[tuple[str, str]]:
 
 def _auto(descriptor: str, params: dict, runtime: str, cpu: Cpu, weights_id: str, pool) -> Forward:
     """The fastest promised path that agreed with fp32 and ran faster here (measured once, cached); else fp32."""
-    base_runtime = _fp32_runtime() if runtime == "auto" else runtime
+    base_runtime = _runtime_for("fp32") if runtime == "auto" else runtime
     candidates = _candidates(cpu, runtime)
     if not candidates:
         return _build(descriptor, params, base_runtime, "fp32", cpu, weights_id, "auto: fp32 (no faster path here)")
