@@ -5,7 +5,7 @@ query whose one relevant answer is its original. With `--weights random` (the de
 machines cannot download ImageNet weights) the figures only check the pipeline; pass `--weights imagenet`
 or a .h5 file for real quality numbers. Prints one JSON object.
 
-    python bench/neardup.py [--weights random] [--descriptor gem|fc1|both]
+    python bench/neardup.py [--weights random] [--descriptor gem|fc1|both] [--runtime R] [--precision P]
 """
 
 from __future__ import annotations
@@ -47,21 +47,24 @@ TRANSFORMS = {
 }
 
 
-def evaluate(descriptor: str, weights: str) -> dict:
+def evaluate(descriptor: str, weights: str, extractor=None, transforms: dict | None = None) -> dict:
+    """recall@1 and mAP per transform; `extractor` (a core.model.Extractor) defaults to the settings' own."""
     from core.config import Settings
     from core.engine import Engine
     from tests.photos import photo_arrays
 
     photos = photo_arrays()
+    transforms = TRANSFORMS if transforms is None else transforms
     with tempfile.TemporaryDirectory() as tmp:
         originals = Path(tmp) / "originals"
         originals.mkdir()
         for name, pixels in photos.items():
             Image.fromarray(pixels).save(originals / f"{name}.png")
-        engine = Engine(Settings(data_dir=str(Path(tmp) / "data"), weights=weights, descriptor=descriptor))
+        settings = Settings(data_dir=str(Path(tmp) / "data"), weights=weights, descriptor=descriptor)
+        engine = Engine(settings, extractor=extractor)
         engine.index([originals])
         per_transform = {}
-        for transform_name, transform in TRANSFORMS.items():
+        for transform_name, transform in transforms.items():
             ranks = []
             for name, pixels in photos.items():
                 query = transform(Image.fromarray(pixels))
@@ -88,9 +91,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="random")
     parser.add_argument("--descriptor", choices=["gem", "fc1", "both"], default="both")
+    parser.add_argument("--runtime", default="auto", help="auto, onnxruntime, openvino, tensorflow or cuda")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
     args = parser.parse_args()
+    from core.model import Extractor, resolve_weights
+
     descriptors = ["gem", "fc1"] if args.descriptor == "both" else [args.descriptor]
-    results = {d: evaluate(d, args.weights) for d in descriptors}
+    results = {}
+    for d in descriptors:
+        extractor = Extractor(d, resolve_weights(args.weights, d), runtime=args.runtime, precision=args.precision)
+        results[d] = {"extractor": extractor.describe(), **evaluate(d, args.weights, extractor)}
     print(json.dumps({"weights": args.weights, "pipeline_check_only": args.weights == "random", **results},
                      indent=1))
 

@@ -1,17 +1,18 @@
-"""VGG16 descriptors. TensorFlow is imported only when an Extractor is built.
+"""VGG16 descriptors. Weights are read without TensorFlow; it is imported only for the "tensorflow" runtime.
 
 Descriptors (chosen per index):
 - gem: block5_conv3 activations, GeM pooling (p=3), L2-normalised, 512-d. Pooled conv features
   retrieve far better than fully connected ones and are 8x smaller.
 - fc1: the original project's 4096-d fc1 output, L2-normalised.
-Both see the whole image resized to 224x224 with Keras' caffe preprocessing. The network runs on ONNX
-Runtime when it is installed (same weights, verified equal, faster) or on TensorFlow/Keras.
+Both see the whole image resized to 224x224 with Keras' caffe preprocessing. core/runtime.py chooses where
+the network runs (ONNX Runtime, OpenVINO, TensorFlow; CPU or CUDA GPU) and in which precision (fp32, bf16,
+int8). Precision does not change the model identity: descriptors from every precision agree with fp32 ones
+(cosine >= 0.999 per image, tests/test_precision.py), so they share an index.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -23,16 +24,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.config import ConfigError
+from core.onnx_vgg import INPUT_SIZE, layer_shapes, preprocess
+from core.runtime import build as build_network
 from core.store.base import ModelIdentity
 
-INPUT_SIZE = (224, 224)
+__all__ = ["INPUT_SIZE", "preprocess"]  # re-exported: the indexer and tests take them from here
+
 DESCRIPTOR_DIMS = {"gem": 512, "fc1": 4096}
 GEM_P = 3.0
-VGG_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 RANDOM_SEED = 0
 DOWNLOAD_TIMEOUT_S = 20
-VGG16_BLOCKS = [(3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3)]  # in, out, convs
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 # Keras' published files and MD5s (keras.applications.vgg16).
 FULL_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -115,11 +116,6 @@ def to_model_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB").resize(INPUT_SIZE, Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def preprocess(pixels: np.ndarray) -> np.ndarray:
-    """Keras' VGG16 preprocess_input (caffe mode): RGB->BGR, minus the ImageNet mean, no scaling."""
-    return pixels[..., ::-1].astype(np.float32) - VGG_MEAN_BGR
-
-
 def gem_pool(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """Generalised-mean pooling over the spatial axes of (batch, h, w, channels) activations."""
     clamped = np.maximum(features.astype(np.float64), 1e-6)
@@ -132,17 +128,28 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class Extractor:
-    """A built VGG16 that turns 224x224 RGB pixel batches into unit descriptors. Thread-safe."""
+    """A built VGG16 that turns 224x224 RGB pixel batches into unit descriptors. Thread-safe.
 
-    def __init__(self, descriptor: str, weights: WeightsSource, batch_size: int = 16, runtime: str = "auto"):
+    `runtime` is one of core.runtime.RUNTIMES ("auto", "onnxruntime", "openvino", "tensorflow", "cuda") and
+    `precision` one of core.runtime.PRECISIONS ("auto", "fp32", "bf16", "int8"); core/runtime.py says how
+    "auto" chooses and what happens when the computer cannot do what was asked. Raises ConfigError for an
+    impossible or uninstalled choice and WeightsError when the weights cannot be had.
+    """
+
+    def __init__(self, descriptor: str, weights: WeightsSource, batch_size: int = 16, runtime: str = "auto",
+                 precision: str = "auto"):
         if descriptor not in DESCRIPTOR_DIMS:
             raise ValueError(f"unknown descriptor {descriptor!r}")
         self.descriptor = descriptor
         self.identity = weights.identity(descriptor)
         self.batch_size = batch_size
         self._lock = threading.Lock()
-        self._forward = _build_forward(descriptor, weights, runtime)
+        self._net = build_network(descriptor, vgg16_weights(descriptor, weights), runtime, precision,
+                                   weights_id=self.identity.weights, pool=self._pool)
         self.embed(np.zeros((1, *INPUT_SIZE, 3), np.uint8))  # trace/initialise now, in the building thread
+
+    def _pool(self, raw: np.ndarray) -> np.ndarray:
+        return l2_normalize(gem_pool(raw) if self.descriptor == "gem" else raw)
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 -> (n, dims) float32 unit vectors, in batches of `batch_size`."""
@@ -151,64 +158,18 @@ class Extractor:
         parts = []
         with self._lock:
             for start in range(0, len(pixels), self.batch_size):
-                raw = self._forward(preprocess(pixels[start : start + self.batch_size]))
+                raw = self._net.run(preprocess(pixels[start : start + self.batch_size]))
                 parts.append(gem_pool(raw) if self.descriptor == "gem" else raw)
         return l2_normalize(np.concatenate(parts))
 
+    def describe(self) -> dict[str, str]:
+        """What runs, for info, GET /api/health and the About box.
 
-def _build_forward(descriptor: str, weights: WeightsSource, runtime: str):
-    """A function from preprocessed float32 batches to fc1 or block5_conv3 activations (NumPy, NHWC)."""
-    if runtime == "auto":
-        runtime = "onnxruntime" if importlib.util.find_spec("onnxruntime") else "tensorflow"
-    if runtime == "onnxruntime":
-        from core.onnx_vgg import onnx_forward
-
-        return onnx_forward(descriptor, vgg16_weights(descriptor, weights))
-    if runtime != "tensorflow":
-        raise ValueError(f"unknown runtime {runtime!r}")
-    return _keras_forward(descriptor, weights)
-
-
-def _keras_forward(descriptor: str, weights: WeightsSource):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import keras
-        import tensorflow as tf
-    except ImportError as exc:
-        raise ConfigError(
-            f"the 'tensorflow' runtime is not installed here ({exc}); use --runtime auto or onnxruntime"
-        ) from None
-
-    path = weights.path
-    if weights.weights_id == "imagenet" and path is None:
-        path = _download_imagenet(descriptor)
-    full = descriptor == "fc1" or (path is not None and _has_top(path))
-    base = keras.applications.VGG16(include_top=full, weights=None, input_shape=(*INPUT_SIZE, 3))
-    if path is not None:
-        try:
-            base.load_weights(str(path))
-        except Exception as exc:  # Keras raises several types for a file of the wrong shape
-            kind = "with" if full else "without"
-            raise WeightsError(f"{path} does not hold VGG16 weights ({kind} the top layers): {exc}") from None
-    else:
-        for name, (kernel, bias) in random_weights(RANDOM_SEED, descriptor).items():
-            base.get_layer(name).set_weights([kernel, bias])
-    layer = "fc1" if descriptor == "fc1" else "block5_conv3"
-    model = keras.Model(base.input, base.get_layer(layer).output)
-    spec = tf.TensorSpec([None, *INPUT_SIZE, 3], tf.float32)
-    # Plain Keras calls need no AutoGraph conversion (which would want this file's source at run time).
-    run = tf.autograph.experimental.do_not_convert(lambda x: model(x, training=False))
-    graph = tf.function(run, input_signature=[spec])
-    return lambda batch: graph(tf.constant(batch)).numpy()
-
-
-def layer_shapes(descriptor: str) -> dict[str, tuple[int, ...]]:
-    """Kernel shapes (Keras layout) of the VGG16 layers a descriptor uses, in network order."""
-    shapes = {f"block{b}_conv{c}": (3, 3, cin if c == 1 else cout, cout)
-              for b, (cin, cout, convs) in enumerate(VGG16_BLOCKS, 1) for c in range(1, convs + 1)}
-    if descriptor == "fc1":
-        shapes["fc1"] = (7 * 7 * 512, 4096)
-    return shapes
+        {"runtime": "onnxruntime", "precision": "int8", "device": "cpu: AMD EPYC (avx512_bf16, avx512_vnni, ...)",
+        "reason": why this path (asked for, or what "auto" measured)}; device is "cuda:0 <GPU name>" on a GPU.
+        """
+        return {"runtime": self._net.runtime, "precision": self._net.precision, "device": self._net.device,
+                "reason": self._net.reason}
 
 
 def vgg16_weights(descriptor: str, weights: WeightsSource) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -236,13 +197,6 @@ def vgg16_weights(descriptor: str, weights: WeightsSource) -> dict[str, tuple[np
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _has_top(path: Path) -> bool:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return "fc1" in f.get("model_weights", f)
 
 
 def _download_imagenet(descriptor: str) -> Path:

@@ -1,55 +1,74 @@
-"""VGG16 on ONNX Runtime: the same layers and weights as the Keras model, about 1.5x faster on CPUs.
+"""The VGG16 network as an ONNX graph: the same layers and weights as Keras' VGG16, written without TensorFlow.
 
-The graph is written here from the Keras layer list (13 conv+ReLU, 2x2 max pools, fc1) with the Keras
-weights (from the same .h5 file, or the same random draw), so no converter is needed and TensorFlow is
-not imported at all. tests/test_model.py checks that it equals the Keras graph.
+This module only describes the network (layer list, kernel shapes, graph); core.runtime runs the graph and
+core.model feeds it weights, so imports go one way: model -> runtime -> onnx_vgg. The graph is written
+from the Keras layer list (13 conv+ReLU, 2x2 max pools, fc1) with the Keras weights (read from the same
+.h5 file, or the same random draw), so no converter is needed. tests/test_model.py checks that it equals
+the Keras graph.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
-from core.model import INPUT_SIZE, VGG16_BLOCKS
-
+INPUT_SIZE = (224, 224)  # (height, width) the network sees
+VGG_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)  # keras.applications.vgg16, caffe mode
+VGG16_BLOCKS = [(3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3)]  # in, out, convs
 OPSET = 17
 
 
-def build_graph(descriptor: str, params: dict[str, tuple[np.ndarray, np.ndarray]]) -> onnx.ModelProto:
-    """NHWC float32 input (preprocessed) -> block5_conv3 activations (NHWC) for gem, or fc1 (after ReLU)."""
+def preprocess(pixels: np.ndarray) -> np.ndarray:
+    """Keras' VGG16 preprocess_input (caffe mode): (..., 3) uint8 RGB -> float32 BGR minus the ImageNet mean."""
+    return pixels[..., ::-1].astype(np.float32) - VGG_MEAN_BGR
+
+
+def layer_shapes(descriptor: str) -> dict[str, tuple[int, ...]]:
+    """Kernel shapes (Keras layout: kh, kw, in, out) of the layers `descriptor` ("gem" or "fc1") uses, in order."""
+    shapes = {f"block{b}_conv{c}": (3, 3, cin if c == 1 else cout, cout)
+              for b, (cin, cout, convs) in enumerate(VGG16_BLOCKS, 1) for c in range(1, convs + 1)}
+    if descriptor == "fc1":
+        shapes["fc1"] = (7 * 7 * 512, 4096)
+    return shapes
+
+
+def build_graph(descriptor: str, params: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """An onnx.ModelProto: input "pixels" (n, 224, 224, 3) float32, preprocessed (caffe mode) ->
+    output "features": block5_conv3 activations (n, 14, 14, 512) for gem, or fc1 after ReLU (n, 4096).
+
+    `params` maps layer name -> (kernel, bias) in Keras layout, float32. Conv nodes are named after their
+    Keras layer (e.g. "block1_conv1"), so quantization can address them.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
     nodes, inits = [], []
 
     def const(name: str, array: np.ndarray) -> str:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    x = "nchw"
-    nodes.append(helper.make_node("Transpose", ["pixels"], [x], perm=[0, 3, 1, 2]))
+    def node(op: str, inputs: list[str], output: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    x = node("Transpose", ["pixels"], "nchw", perm=[0, 3, 1, 2])
     for block, (_, _, convs) in enumerate(VGG16_BLOCKS, 1):
         for conv in range(1, convs + 1):
             name = f"block{block}_conv{conv}"
             kernel, bias = params[name]
             w = const(f"{name}_w", kernel.transpose(3, 2, 0, 1))  # Keras (kh, kw, in, out) -> ONNX (out, in, kh, kw)
-            b = const(f"{name}_b", bias)
-            nodes.append(helper.make_node("Conv", [x, w, b], [f"{name}_conv"], kernel_shape=[3, 3], pads=[1] * 4))
-            nodes.append(helper.make_node("Relu", [f"{name}_conv"], [name]))
-            x = name
+            x = node("Conv", [x, w, const(f"{name}_b", bias)], name, kernel_shape=[3, 3], pads=[1] * 4)
+            x = node("Relu", [x], f"{name}_relu")
         if descriptor == "gem" and block == len(VGG16_BLOCKS):
             break
-        nodes.append(helper.make_node("MaxPool", [x], [f"block{block}_pool"], kernel_shape=[2, 2], strides=[2, 2]))
-        x = f"block{block}_pool"
+        x = node("MaxPool", [x], f"block{block}_pool", kernel_shape=[2, 2], strides=[2, 2])
     if descriptor == "gem":
-        nodes.append(helper.make_node("Transpose", [x], ["features"], perm=[0, 2, 3, 1]))
+        node("Transpose", [x], "features", perm=[0, 2, 3, 1])
         out_shape = ["n", INPUT_SIZE[0] // 16, INPUT_SIZE[1] // 16, 512]
     else:
         # Keras flattens NHWC; transpose back first so fc1's kernel rows line up.
-        nodes.append(helper.make_node("Transpose", [x], ["pool_nhwc"], perm=[0, 2, 3, 1]))
-        nodes.append(helper.make_node("Flatten", ["pool_nhwc"], ["flat"], axis=1))
+        flat = node("Flatten", [node("Transpose", [x], "pool_nhwc", perm=[0, 2, 3, 1])], "flat", axis=1)
         kernel, bias = params["fc1"]
-        nodes.append(helper.make_node("Gemm", ["flat", const("fc1_w", kernel), const("fc1_b", bias)], ["fc1_out"]))
-        nodes.append(helper.make_node("Relu", ["fc1_out"], ["features"]))
+        node("Relu", [node("Gemm", [flat, const("fc1_w", kernel), const("fc1_b", bias)], "fc1")], "features")
         out_shape = ["n", kernel.shape[1]]
     graph = helper.make_graph(
         nodes, f"vgg16_{descriptor}",
@@ -58,12 +77,3 @@ def build_graph(descriptor: str, params: dict[str, tuple[np.ndarray, np.ndarray]
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-
-
-def onnx_forward(descriptor: str, params: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """A function from preprocessed NHWC float32 batches to activations, like the Keras forward."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(build_graph(descriptor, params).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(["features"], {"pixels": np.ascontiguousarray(batch, np.float32)})[0]

@@ -44,7 +44,7 @@ def test_batched_equals_one_at_a_time(shared_extractor, photo_dir):
 
 @pytest.mark.parametrize("runtime", ["tensorflow", "onnxruntime"])
 def test_fc1_descriptor_is_4096d_and_batch_invariant(photo_dir, runtime):
-    extractor = Extractor("fc1", resolve_weights("random", "fc1"), batch_size=3, runtime=runtime)
+    extractor = Extractor("fc1", resolve_weights("random", "fc1"), batch_size=3, runtime=runtime, precision="fp32")
     pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:4])
     batched = extractor.embed(pixels)
     assert batched.shape == (4, 4096)
@@ -53,18 +53,18 @@ def test_fc1_descriptor_is_4096d_and_batch_invariant(photo_dir, runtime):
     assert (np.sum(batched * single, axis=1) >= 0.9999).all()
 
 
-def test_random_weights_are_identical_in_every_process(shared_extractor, photo_dir):
-    """Another process, on the Keras graph: the same vector as this one's (ONNX Runtime) extractor."""
+def test_random_weights_are_identical_in_every_process(photo_dir):
+    """Another process, on the Keras graph: the same vector as this one's (ONNX Runtime fp32) extractor."""
     image = sorted(photo_dir.glob("*.jpg"))[0]
     code = (
         "import json, sys; from tests.test_model import pixels_of; "
         "from core.model import Extractor, resolve_weights; "
-        "e = Extractor('gem', resolve_weights('random', 'gem'), runtime='tensorflow'); "
+        "e = Extractor('gem', resolve_weights('random', 'gem'), runtime='tensorflow', precision='fp32'); "
         "print(json.dumps(e.embed(pixels_of([sys.argv[1]]))[0].tolist()))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True, check=True)
     other = np.array(json.loads(out.stdout.strip().splitlines()[-1]), dtype=np.float32)
-    mine = shared_extractor.embed(pixels_of([image]))[0]
+    mine = Extractor("gem", resolve_weights("random", "gem"), precision="fp32").embed(pixels_of([image]))[0]
     assert float(other @ mine) >= 0.99999
 
 
@@ -87,10 +87,10 @@ def test_a_file_that_is_not_vgg16_is_refused(tmp_path, runtime):
 @pytest.mark.parametrize("descriptor", ["gem", "fc1"])
 def test_onnx_runtime_equals_the_keras_graph(descriptor, photo_dir):
     weights = resolve_weights("random", descriptor)
-    keras_graph = Extractor(descriptor, weights, runtime="tensorflow")
-    onnx_graph = Extractor(descriptor, weights, runtime="onnxruntime")
+    keras_graph = Extractor(descriptor, weights, runtime="tensorflow", precision="fp32")
+    onnx_graph = Extractor(descriptor, weights, runtime="onnxruntime", precision="fp32")
     pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:4])
-    raw_keras, raw_onnx = keras_graph._forward(preprocess(pixels)), onnx_graph._forward(preprocess(pixels))
+    raw_keras, raw_onnx = keras_graph._net.run(preprocess(pixels)), onnx_graph._net.run(preprocess(pixels))
     assert raw_keras.shape == raw_onnx.shape
     assert np.abs(raw_keras - raw_onnx).max() <= 1e-4 * np.abs(raw_keras).max()
     assert (np.sum(keras_graph.embed(pixels) * onnx_graph.embed(pixels), axis=1) >= 0.99999).all()
@@ -110,8 +110,8 @@ def test_a_keras_weights_file_gives_the_same_vectors_on_both_runtimes(tmp_path, 
     weights = resolve_weights(str(path), "gem")
     assert weights.weights_id.startswith("md5:")
     pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:3])
-    on_keras = Extractor("gem", weights, runtime="tensorflow").embed(pixels)
-    on_onnx = Extractor("gem", weights, runtime="onnxruntime").embed(pixels)
+    on_keras = Extractor("gem", weights, runtime="tensorflow", precision="fp32").embed(pixels)
+    on_onnx = Extractor("gem", weights, runtime="onnxruntime", precision="fp32").embed(pixels)
     assert (np.sum(on_keras * on_onnx, axis=1) >= 0.99999).all()
 
 
