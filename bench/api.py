@@ -104,11 +104,11 @@ def build_index(root: Path, count: int):
     import numpy as np
     from PIL import Image
 
+    from bench.photos import write_photos
     from core.config import Settings
     from core.engine import Engine
     from core.store import new_image_id
     from core.store.base import ImageRecord
-    from tests.photos import write_photos
 
     photos = write_photos(root / "photos", PHOTOS)
     links = root / "links"

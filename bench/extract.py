@@ -55,7 +55,7 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
 def write_image_set(folder: Path, count: int) -> list[Path]:
     from PIL import Image
 
-    from tests.photos import photo_arrays
+    from bench.photos import photo_arrays
 
     photos = list(photo_arrays().items())
     paths = []

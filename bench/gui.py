@@ -46,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gui-") as tmp:
         work = Path(tmp)
         sys.path.insert(0, str(ROOT))
-        from tests.photos import write_photos
+        from bench.photos import write_photos
 
         write_photos(work / "photos")
         more = work / "more"
@@ -75,13 +75,13 @@ def measure_app(work: Path, weights: str, repeat: int) -> dict:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
+    from bench.stall import StallMeter
     from core.config import Settings
     from core.store import Hit
     from desktop.main_window import MainWindow
     from desktop.preferences import Preferences
     from desktop.query import from_path
     from desktop.style import apply_style
-    from tests.stall import StallMeter
 
     app = QApplication([])
     apply_style(app)

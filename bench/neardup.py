@@ -49,9 +49,9 @@ TRANSFORMS = {
 
 def evaluate(descriptor: str, weights: str, extractor=None, transforms: dict | None = None) -> dict:
     """recall@1 and mAP per transform; `extractor` (a core.model.Extractor) defaults to the settings' own."""
+    from bench.photos import photo_arrays
     from core.config import Settings
     from core.engine import Engine
-    from tests.photos import photo_arrays
 
     photos = photo_arrays()
     transforms = TRANSFORMS if transforms is None else transforms

@@ -20,7 +20,8 @@ from core.errors import CONFIG, UserError
 APP_NAME = "image-search"
 BACKENDS = ("embedded", "elasticsearch")
 DESCRIPTORS = ("gem", "fc1")
-RUNTIMES = ("auto", "onnxruntime", "tensorflow")
+RUNTIMES = ("auto", "onnxruntime", "openvino", "tensorflow", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Names the scan ignores (and counts): hidden files and folders, AppleDouble `._*`, Synology `@eaDir`,
 # `.thumbnails`, Lightroom `*.lrdata` previews, Windows `$RECYCLE.BIN`, freedesktop `.Trash-*`.
 DEFAULT_EXCLUDE = ".*, ._*, @eaDir, .thumbnails, *.lrdata, $RECYCLE.BIN, .Trash-*"
@@ -54,7 +55,10 @@ class Settings:
     descriptor: str | None = setting(None, "descriptor of a new index (gem when unset; an index keeps its own)",
                                      choices=DESCRIPTORS)
     batch_size: int = setting(16, "images per VGG16 batch")
-    runtime: str = setting("auto", "run VGG16 on this runtime (auto: the fastest installed)", choices=RUNTIMES)
+    runtime: str = setting("auto", "run VGG16 on this runtime (auto: the fastest verified path here; cuda: an "
+                           "NVIDIA GPU through ONNX Runtime)", choices=RUNTIMES)
+    precision: str = setting("auto", "arithmetic of VGG16 (auto: the fastest that agrees with fp32 on this machine)",
+                             choices=PRECISIONS)
     es_url: str = setting("http://127.0.0.1:9200", "Elasticsearch URL")
     es_index: str = setting("image-search", "Elasticsearch index alias")
     es_api_key: str | None = setting(None, "Elasticsearch API key", secret=True)
@@ -88,6 +92,8 @@ class Settings:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.descriptor is not None and self.descriptor not in DESCRIPTORS:
             raise ConfigError(f"unknown descriptor {self.descriptor!r}; choose one of {', '.join(DESCRIPTORS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1:

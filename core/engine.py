@@ -68,9 +68,8 @@ class Engine:
         """The VGG16 extractor, built on first use (seconds: imports TensorFlow, loads weights)."""
         with self._extractor_lock:
             if self._extractor is None:
-                self._extractor = Extractor(
-                    self.identity.descriptor, self.weights, self.settings.batch_size, self.settings.runtime
-                )
+                self._extractor = Extractor(self.identity.descriptor, self.weights, self.settings.batch_size,
+                                            self.settings.runtime, self.settings.precision)
             return self._extractor
 
     def embed(self, source: str | Path | bytes) -> np.ndarray:
@@ -166,6 +165,8 @@ class Engine:
             "weights": self.settings.weights,
             "location": self.store.location(),
             "version": __version__,
+            # What runs the network, once it is built (building it only to say so would cost seconds).
+            "runtime": self._extractor.describe() if self._extractor is not None else None,
         }
 
     def close(self) -> None:

@@ -42,13 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import APP_NAME, ConfigError
+from core.config import APP_NAME, PRECISIONS, RUNTIMES, ConfigError
 from core.onnx_vgg import build_graph, preprocess
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnxruntime", "openvino", "tensorflow", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 OFFERED = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8"),
            "tensorflow": ("fp32", "bf16"), "cuda": ("fp32",)}
 AGREEMENT_MIN_COSINE = 0.999  # issue 13: every non-fp32 path agrees with fp32 at least this well, per image

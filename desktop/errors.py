@@ -143,6 +143,9 @@ def about_text(engine=None) -> str:
     if engine is not None:
         rows = {"Model": f"VGG16 {engine.identity.label()}", "Weights": engine.settings.weights,
                 "Index": f"{engine.store.backend}: {engine.store.location()}"}
+        runtime = engine.info()["runtime"]
+        if runtime is not None:
+            rows["Runs on"] = f"{runtime['runtime']}, {runtime['precision']}, {runtime['device']}"
         text += "<p>" + "<br>".join(f"{k}: {html.escape(str(v))}" for k, v in rows.items()) + "</p>"
     try:
         build = json.loads(Path(os.environ["IMAGE_SEARCH_BUILD_INFO"]).read_text(encoding="utf-8"))

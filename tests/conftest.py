@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_session_cache = Path(tempfile.mkdtemp(prefix="image-search-test-cache-"))
+atexit.register(shutil.rmtree, _session_cache, ignore_errors=True)
 
+from bench.photos import write_photos  # noqa: E402
 from core.config import Settings  # noqa: E402
-from tests.photos import write_photos  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +38,7 @@ def shared_extractor():
     """One built gem extractor for the whole session (building VGG16 costs seconds)."""
     from core.model import Extractor, resolve_weights
 
-    return Extractor("gem", resolve_weights("random", "gem"))
+    return Extractor("gem", resolve_weights("random", "gem"), precision="fp32")
 
 
 @pytest.fixture
@@ -53,3 +58,5 @@ def _isolated_env(monkeypatch, tmp_path):
         if name.startswith("IMAGE_SEARCH_") and not name.startswith("IMAGE_SEARCH_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("IMAGE_SEARCH_CONFIG", str(tmp_path / "no-config.toml"))
+    # Quantized graphs and the per-machine runtime choice go to the session's own cache, not the user's.
+    monkeypatch.setenv("IMAGE_SEARCH_CACHE_DIR", str(_session_cache))

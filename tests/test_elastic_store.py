@@ -335,7 +335,7 @@ def test_kill_9_mid_ingest_then_rerun_gives_one_doc_per_id(es_servers):
 
 # -- the real command line ---------------------------------------------------------------------------------
 def test_cli_indexes_and_searches_with_elasticsearch(es_url, es_alias, tmp_path):
-    from tests.photos import write_photos
+    from bench.photos import write_photos
 
     photos = write_photos(tmp_path / "photos", names=["coffee", "rocket", "astronaut", "chelsea", "camera"])
     base = ["--backend", "elasticsearch", "--es-url", es_url, "--es-index", es_alias, "--weights", "random"]

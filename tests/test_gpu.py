@@ -11,8 +11,8 @@ import logging
 import numpy as np
 import pytest
 
+from bench.photos import photo_arrays
 from core.model import Extractor, resolve_weights, to_model_pixels
-from tests.photos import photo_arrays
 
 
 def _gpu_missing() -> str | None:

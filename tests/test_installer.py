@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 import build_installer
+from bench.photos import write_photos
 from build_installer import BuildError, resolve_build_weights
 from core.model import FULL_FILE, NOTOP_FILE
 from installer import bundle, entry
-from tests.photos import write_photos
 
 ROOT = Path(build_installer.__file__).resolve().parent
 CACHE = Path(os.environ.get("IMAGE_SEARCH_INSTALLER_CACHE")

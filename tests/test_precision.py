@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from bench.photos import photo_arrays
 from core import runtime
 from core.config import ConfigError
 from core.model import Extractor, layer_shapes, resolve_weights, to_model_pixels
 from core.runtime import AGREEMENT_MIN_COSINE, Cpu, this_cpu
-from tests.photos import photo_arrays
 
 CPU = this_cpu()
 PATHS = [  # (runtime, precision) pairs beyond fp32 that run on this machine

@@ -42,7 +42,8 @@ def health() -> Response:
     if not token_given(context):
         return jsonify(status="ok", model_loaded=engine.model_loaded)
     return jsonify(status="ok", backend=info["backend"], count=info["count"], model=info["model"],
-                   model_label=info["model_label"], model_loaded=engine.model_loaded, version=info["version"])
+                   model_label=info["model_label"], model_loaded=engine.model_loaded, runtime=info["runtime"],
+                   version=info["version"])
 
 
 def model_unavailable(context: ApiContext) -> str | None:
