@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: installs what it needs, starts a real Elasticsearch test server,
-# runs pytest (desktop tests offscreen, real-window ones under Xvfb), stops the server.
+# checks lint and import contracts, checks a non-editable install, runs pytest (desktop tests offscreen,
+# real-window ones under Xvfb; the service container is built and run by tests/test_container.py), stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -12,4 +13,6 @@ export IMAGE_SEARCH_TEST_ES_URL
 echo "Elasticsearch test server: $IMAGE_SEARCH_TEST_ES_URL"
 
 .venv/bin/ruff check .
+.venv/bin/lint-imports
+bash scripts/test-install.sh
 xvfb-run -a -s '-screen 0 1280x800x24' .venv/bin/python -m pytest -p no:cacheprovider "$@"
