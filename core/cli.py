@@ -8,16 +8,14 @@ import sys
 import time
 
 from core import __version__
-from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
+from core.config import Settings, add_setting_arguments, settings_from_arguments
+from core.errors import EXIT_STATUS, UserError
 from core.images import ImageError
 from core.indexer import IndexProgress
 from core.jobs import queue_for
-from core.model import WeightsError
 from core.paths import display_path, path_json
-from core.store import SearchFilter, StoreError
+from core.store import SearchFilter
 from core.store.base import hit_json, record_json
-
-USER_ERRORS = (ConfigError, StoreError, WeightsError, ImageError, LookupError)
 
 
 def global_options() -> argparse.ArgumentParser:
@@ -96,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             queue_for(engine).shutdown()
             engine.close()
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"image-search: error: {display_path(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_STATUS[exc.kind]
     except KeyboardInterrupt:
         print("image-search: interrupted", file=sys.stderr)
         return 130

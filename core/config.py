@@ -31,6 +31,7 @@ class ConfigError(UserError):
     """A setting has a value we cannot use. The message says which and why."""
 
     kind = CONFIG
+    title = "Invalid setting"
 
 
 def setting(default, help: str, *, flag: bool = True, choices: tuple[str, ...] | None = None,

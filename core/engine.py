@@ -13,6 +13,7 @@ import numpy as np
 from core import __version__
 from core.config import Settings
 from core.duplicates import find_groups
+from core.errors import NOT_FOUND, UserError
 from core.images import load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, run_index
 from core.model import (
@@ -37,8 +38,11 @@ from core.store.embedded import mismatch_message
 SCAN_STATE_FILE = "scan-state.json"  # each root's device and mount points at its last scan (core/indexer.py)
 
 
-class NotFound(LookupError):
+class NotFound(UserError, LookupError):
     """An id or path that is not in the index."""
+
+    kind = NOT_FOUND
+    title = "Not Found"
 
 
 class Engine:

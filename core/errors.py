@@ -13,11 +13,14 @@ CONFIG = "config"  # a setting has a value that cannot be used (weights, backend
 UNAVAILABLE = "unavailable"  # a server or the index cannot be reached or read right now
 CONFLICT = "conflict"  # the index was built by another model, or is busy
 
-EXIT_STATUS = {INVALID: 1, NOT_FOUND: 1, CONFIG: 2, UNAVAILABLE: 1, CONFLICT: 1}
+# Every user error exits 1 (argparse's own usage errors exit 2); the table is where that would change.
+EXIT_STATUS = {INVALID: 1, NOT_FOUND: 1, CONFIG: 1, UNAVAILABLE: 1, CONFLICT: 1}
 HTTP_STATUS = {INVALID: 400, NOT_FOUND: 404, CONFIG: 503, UNAVAILABLE: 503, CONFLICT: 409}
 
 
 class UserError(Exception):
-    """An error whose message is for users (no traceback); `kind` is one of the constants above."""
+    """An error whose message is for users (no traceback); `kind` is one of the constants above and `title`
+    names the problem in a few words (an HTTP error's `error`, a dialog's heading)."""
 
     kind: str = INVALID
+    title: str = "Cannot do that"

@@ -28,6 +28,7 @@ import pillow_heif
 import rawpy
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from core.errors import INVALID, UserError
 from core.formats import RAW_EXTENSIONS, sniff
 
 # Pillow's own decompression-bomb guard stays on (DecompressionBombError above 2x MAX_IMAGE_PIXELS,
@@ -55,8 +56,11 @@ MAX_REASON = 300  # characters
 BAND_ROWS = 256  # rows converted at a time
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """A file or buffer that cannot be used as an image. `reason` is short, one line and meant for users."""
+
+    kind = INVALID
+    title = "Not a usable image"
 
     def __init__(self, reason: str):
         super().__init__(reason)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import CONFIG, UserError
 from core.onnx_vgg import INPUT_SIZE, layer_shapes, preprocess
 from core.runtime import build as build_network
 from core.store.base import ModelIdentity
@@ -41,8 +42,11 @@ NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_MD5 = {FULL_FILE: "64373286793e3c8b2b4e3219cbf3544b", NOTOP_FILE: "6d6bbae143d832006294945121d1f1fc"}
 
 
-class WeightsError(Exception):
+class WeightsError(UserError):
     """The VGG16 weights cannot be had. The message says where we looked and how to fix it."""
+
+    kind = CONFIG
+    title = "Model unavailable"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, RequestEntityTooLarge
 
 from core.api.context import ctx
-from core.images import ImageError
-from core.model import WeightsError
-from core.store.base import IdentityMismatch, StoreError
+from core.errors import HTTP_STATUS, UserError
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +26,8 @@ def register_error_handlers(app: Flask) -> None:
     """Map HTTP errors and the engine's exceptions to statuses: bad image 400, unknown id 404, index of
     another model 409, index or model unavailable 503, anything else 500 (details only in the log)."""
     app.register_error_handler(HTTPException, on_http_error)
-    app.register_error_handler(ImageError, lambda e: error_response(400, "Not a usable image", e.reason))
-    app.register_error_handler(LookupError, on_lookup_error)  # core.engine.NotFound is a LookupError
-    app.register_error_handler(IdentityMismatch, lambda e: error_response(409, "Index model mismatch", str(e)))
-    app.register_error_handler(StoreError, lambda e: error_response(503, "Index unavailable", str(e)))
-    app.register_error_handler(WeightsError, lambda e: error_response(503, "Model unavailable", str(e)))
+    app.register_error_handler(UserError, lambda e: error_response(HTTP_STATUS[e.kind], e.title, str(e)))
+    app.register_error_handler(LookupError, on_lookup_error)
     app.register_error_handler(Exception, on_unexpected_error)
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.errors import CONFLICT, INVALID, UNAVAILABLE, UserError
 from core.paths import display_path, fold, path_json, query_words, words_match
 
 # A vector batch: float32, shape (n, dims), each row of unit L2 length.
@@ -24,17 +25,26 @@ Vectors = np.ndarray
 INT64_MAX = 2**63 - 1
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """The index cannot do what was asked (server away, corrupt data, ...). The message is for users."""
+
+    kind = UNAVAILABLE
+    title = "Index unavailable"
 
 
 class IdentityMismatch(StoreError):
     """The index was built by another model identity; mixing vectors would give meaningless scores."""
 
+    kind = CONFLICT
+    title = "Index model mismatch"
+
 
 class InvalidRecord(StoreError, ValueError):
     """A record or vector that no backend may store (wrong dimensions, non-finite values, text the store
     cannot hold). Raised by `validate` before anything is written, so the index stays as it was."""
+
+    kind = INVALID
+    title = "Invalid record"
 
 
 @dataclass(frozen=True)
