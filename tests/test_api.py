@@ -461,8 +461,14 @@ def test_duplicates(engine, tmp_path, photo_dir):
     client = create_app(engine, engine.settings).test_client()
     body = client.get("/api/duplicates?threshold=0.99").get_json()
     assert body["threshold"] == 0.99
-    assert [[r["name"] for r in group] for group in body["groups"]] == [["chelsea.jpg", "coffee.jpg"]]
-    assert body["groups"][0][0]["thumbnail_url"].endswith("/thumbnail")
+    [group] = body["groups"]
+    keeper = max(records[:2], key=lambda r: r.size)  # equal resolutions: the larger file is kept
+    assert group["keep"] == keeper.path and group["reason"] == "larger file" and group["kind"] == "near-duplicate"
+    assert [image["kind"] for image in group["images"]] == ["keeper", "near-duplicate"]
+    assert sorted(image["name"] for image in group["images"]) == ["chelsea.jpg", "coffee.jpg"]
+    assert group["images"][1]["score"] == pytest.approx(1.0) and group["images"][0]["reference"] is False
+    assert group["images"][0]["thumbnail_url"].endswith("/thumbnail")
+    assert all(os.path.exists(r.path) for r in records)  # the API deletes and moves nothing
     assert client.get("/api/duplicates").get_json()["threshold"] == 0.95
     for bad in ("abc", "0.1", "1.5", "inf"):
         assert_error(client.get(f"/api/duplicates?threshold={bad}"), 400, "threshold")
