@@ -1,9 +1,10 @@
 """Tools → Find Duplicates: review duplicate groups (keeper and reason, marks, side-by-side compare) and move
 the marked copies to the trash or into a folder, with undo (issue 15).
 
-The window's state lives in desktop/duplicates_review.Review (no Qt), its list in desktop/duplicates_tree,
-its engine calls in desktop/duplicates_engine. Every engine call runs in the window's own Worker thread with
-a cancel event and progress passed back through a queued signal; the GUI thread only shows results.
+The window's state lives in desktop/duplicates_review.Review (no Qt), its list in desktop/duplicates_tree.
+Every engine call (Engine.duplicate_groups, plan_duplicates, act_on_duplicates, undo_last_action,
+mark_not_duplicates, reset_decisions) runs in the window's own Worker thread with a cancel event and progress
+passed back through a queued signal; the GUI thread only shows results.
 After files are moved, `files_changed` tells the main window to search again (the engine has already
 taken them out of the index).
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import shiboken6
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDoubleSpinBox,
     QFileDialog,
@@ -32,7 +34,6 @@ from core.duplicates import Cancelled
 from core.file_actions import Result
 from desktop import files
 from desktop.compare_view import CompareView
-from desktop.duplicates_engine import DuplicatesEngine
 from desktop.duplicates_review import Review
 from desktop.duplicates_tree import DuplicatesTree
 from desktop.index_widgets import plural
@@ -54,7 +55,7 @@ class DuplicatesDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Find Duplicates")
         self.resize(1000, 640)
-        self.engine = DuplicatesEngine(engine)
+        self.engine = engine
         self.review = Review([])
         self.reference_folders: list[str] | None = None  # None: the settings' reference folders
         self.compare_view: CompareView | None = None
@@ -71,6 +72,10 @@ class DuplicatesDialog(QDialog):
         self.threshold.setToolTip("Images at least this similar (cosine similarity) are grouped together")
         self._rerun_timer = QTimer(self, singleShot=True, interval=RERUN_AFTER_MS, timeout=self.find)
         self.threshold.valueChanged.connect(lambda _v: self._rerun_timer.start())
+        self.variants = QCheckBox("Mirrored and rotated copies")
+        self.variants.setToolTip("Also match mirrored and rotated copies: decodes and embeds every indexed image "
+                                 "4 more times (slow on a large index)")
+        self.variants.toggled.connect(lambda _on: self._rerun_timer.start())
         self.find_button = self._button("Find", self.find)
         self.cancel_button = self._button("Cancel", self._cancel.set)
         self.progress = QProgressBar()
@@ -79,8 +84,8 @@ class DuplicatesDialog(QDialog):
         self.outcome.setWordWrap(True)
         self.reference_label = QLabel()
         top = QHBoxLayout()
-        for widget in (QLabel("Similarity at least"), self.threshold, self.find_button, self.cancel_button,
-                       self.progress):
+        for widget in (QLabel("Similarity at least"), self.threshold, self.variants, self.find_button,
+                       self.cancel_button, self.progress):
             top.addWidget(widget)
         top.addWidget(self.status, 1)
         refs = QHBoxLayout()
@@ -136,9 +141,10 @@ class DuplicatesDialog(QDialog):
             self._rerun = True
             self._cancel.set()
             return
-        threshold, references = self.threshold.value(), self.reference_folders
-        self._start("Finding duplicates…", lambda: self.engine.groups(threshold, references, self._progress.emit,
-                                                                       self._cancel), self._show_groups)
+        threshold, references, variants = self.threshold.value(), self.reference_folders, self.variants.isChecked()
+        self._start("Finding duplicates…", lambda: self.engine.duplicate_groups(
+            threshold, reference_folders=references, progress=self._progress.emit, cancel=self._cancel,
+            variants=variants), self._show_groups)
 
     def groups(self) -> list[list[str]]:
         """The paths shown, group by group, the keeper first."""
@@ -207,7 +213,7 @@ class DuplicatesDialog(QDialog):
                     self.tree.go_to(min(where, len(self.review.groups) - 1))
             self.status.setText("Marked as not duplicates: hidden from later runs until Reset Decisions.")
 
-        self._start("Saving…", lambda: self.engine.not_duplicates(ids), hide)
+        self._start("Saving…", lambda: self.engine.mark_not_duplicates(ids), hide)
 
     def reset_decisions(self) -> None:
         self._start("Resetting decisions…", self.engine.reset_decisions, lambda _none: self._after_change(None))
@@ -219,7 +225,8 @@ class DuplicatesDialog(QDialog):
             self.status.setText("Nothing is marked.")
             return
         try:
-            plan = self.engine.plan(self.review.marked_groups(), self.review.marks(), action, move_to)
+            plan = self.engine.plan_duplicates(self.review.marked_groups(), action=action, move_to=move_to,
+                                               marks=self.review.marks())
         except ValueError as exc:
             QMessageBox.warning(self, "Find Duplicates", str(exc))
             return
@@ -228,11 +235,11 @@ class DuplicatesDialog(QDialog):
         if not self.confirm(what + "\n\nKept copies and reference-folder files are not touched; "
                             "Undo Last Action brings the files back."):
             return
-        self._start("Moving files…", lambda: self.engine.act(plan, self._progress.emit, self._cancel),
+        self._start("Moving files…", lambda: self.engine.act_on_duplicates(plan, self._progress.emit, self._cancel),
                     self._after_change)
 
     def undo(self) -> None:
-        self._start("Undoing the last action…", self.engine.undo, self._after_change)
+        self._start("Undoing the last action…", self.engine.undo_last_action, self._after_change)
 
     def confirm(self, text: str) -> bool:
         """Ask before acting (a method, so tests can answer)."""
@@ -318,14 +325,14 @@ class DuplicatesDialog(QDialog):
     def _add_reference(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Reference Folder (never marked, never moved)")
         if folder:
-            self.reference_folders = [*(self.reference_folders or self.engine.engine.settings.reference_folder_list()),
+            self.reference_folders = [*(self.reference_folders or self.engine.settings.reference_folder_list()),
                                       folder]
             self._show_references()
             self.find()
 
     def _show_references(self) -> None:
         folders = (self.reference_folders if self.reference_folders is not None
-                   else self.engine.engine.settings.reference_folder_list())
+                   else self.engine.settings.reference_folder_list())
         self.reference_label.setText("Reference folders: " + (", ".join(folders) if folders else "none"))
 
     def done(self, result: int) -> None:

@@ -137,14 +137,14 @@ def test_compare_links_zoom_and_pan(qtbot, dialog, library):
     assert "\n" + str(library["q60"]) in "\n".join(label.text() for label in view.findChildren(type(dialog.status)))
 
 
-def test_progress_then_cancel(qtbot, dialog):
+def test_progress_then_cancel(qtbot, dialog, engine, monkeypatch):
     seen: list[tuple[int, int]] = []
     dialog._progress.connect(lambda done, total: seen.append((done, total)))
     find(qtbot, dialog)
     assert seen and seen[-1][0] == seen[-1][1] == 7
     gate = threading.Event()
-    groups = dialog.engine.groups
-    dialog.engine.groups = lambda *a: (gate.wait(WAIT_MS / 1000), groups(*a))[1]
+    groups = engine.duplicate_groups
+    monkeypatch.setattr(engine, "duplicate_groups", lambda *a, **k: (gate.wait(WAIT_MS / 1000), groups(*a, **k))[1])
     dialog.find()
     assert dialog.cancel_button.isEnabled() and not dialog.find_button.isEnabled()
     dialog.cancel_button.click()
@@ -220,3 +220,73 @@ def test_not_duplicates_hides_the_group_on_later_runs_until_reset(qtbot, dialog,
     with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
         dialog.reset_decisions()
     assert len(dialog.groups()) == 2
+
+
+def test_changing_the_threshold_runs_again(qtbot, dialog, library):
+    find(qtbot, dialog)
+    dialog.threshold.setValue(1.0)  # exact copies still pair (equal bytes); the quality-60 copies drop out
+    p = {k: str(v) for k, v in library.items()}
+    qtbot.waitUntil(lambda: dialog.groups() == [[p["original"], p["copy"]], [p["ref"], p["ref_copy"]]],
+                    timeout=WAIT_MS)
+
+
+def test_move_marked_to_folder_keeps_relative_paths_and_undo_brings_them_back(qtbot, dialog, library, tmp_path,
+                                                                               monkeypatch):
+    find(qtbot, dialog)
+    dest = tmp_path / "moved"
+    monkeypatch.setattr("desktop.duplicates_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(dest))
+    asked: list[str] = []
+    monkeypatch.setattr(dialog, "confirm", lambda text: asked.append(text) or True)
+    with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
+        dialog.move_button.click()
+    assert asked[0].startswith("Move 3 files") and str(dest) in asked[0]
+    lib = tmp_path / "lib"
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*.jpg")) == sorted(
+        str(library[k].relative_to(lib)) for k in ("copy", "q60", "ref_copy"))
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
+        dialog.undo_button.click()
+    assert all(p.exists() for p in library.values()) and not list(dest.rglob("*.jpg"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the isolated trash is the freedesktop.org one")
+def test_main_window_results_drop_trashed_files(qtbot, tmp_path, library, shared_extractor, isolated_trash,
+                                                monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from core.config import Settings
+    from core.engine import Engine
+    from desktop.main_window import MainWindow
+    from desktop.preferences import Preferences
+
+    settings = Settings(data_dir=str(tmp_path / "data"), weights="random", api_port=0,
+                        reference_folders=str(tmp_path / "ref"))
+    engine = Engine(settings, extractor=shared_extractor)
+    engine.index([str(tmp_path / "lib"), str(tmp_path / "ref")])
+    original = engine.store.get_by_path(str(library["original"]))
+    engine.close()
+    prefs = Preferences(QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(settings, prefs, extractor=shared_extractor, thumbnail_dir=tmp_path / "thumbs",
+                        serve_api=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.engine is not None and window.model_ready, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
+        window.refine(original)
+    shown = lambda: {h.record.path for h in window.model.hits()}  # noqa: E731
+    assert str(library["copy"]) in shown()
+    window.act.duplicates.trigger()
+    dialog = window.duplicates_dialog
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)  # the first run, at 0.95
+    dialog.threshold.setValue(THRESHOLD)
+    dialog._rerun_timer.stop()
+    find(qtbot, dialog)
+    assert dialog.review.reason(1) == RULE_REASONS["reference"]  # the reference folder came from the settings
+    monkeypatch.setattr(dialog, "confirm", lambda text: True)
+    with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS) as done:
+        dialog.trash_button.click()
+    assert sorted(done.args[0].done) == sorted(str(library[k]) for k in ("copy", "q60", "ref_copy"))
+    qtbot.waitUntil(lambda: str(library["copy"]) not in shown(), timeout=WAIT_MS)  # the search ran again
+    assert str(library["q60"]) not in shown()
+    assert str(library["original"]) in shown()
+    window.close()
