@@ -354,3 +354,18 @@ def test_duplicates_job_reports_progress_and_cancels(engine):
         assert cancelled == [256] and stopped["done"] < n and queue.result(job.id) is None
     finally:
         queue.shutdown()
+
+
+def test_engine_variant_pass_finds_a_rotated_copy(engine, photo_dir, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    (lib / "broken.jpg").write_bytes(b"not an image")  # skipped by the index; costs the pass nothing
+    engine.index([str(lib)])
+    assert engine.duplicate_groups(0.995) == []
+    [group] = engine.duplicate_groups(0.995, variants=True)
+    assert sorted(m.record.name for m in group.members) == ["chelsea-rot90.jpg", "chelsea.jpg"]
+    assert group.others[0].variant in ("rotate-90", "rotate-270") and group.kind == "similar"
