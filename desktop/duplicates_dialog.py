@@ -2,19 +2,17 @@
 the marked copies to the trash or into a folder, with undo (issue 15).
 
 The window's state lives in desktop/duplicates_review.Review (no Qt), its list in desktop/duplicates_tree.
-Every engine call (Engine.duplicate_groups, plan_duplicates, act_on_duplicates, undo_last_action,
-mark_not_duplicates, reset_decisions) runs in the window's own Worker thread with a cancel event and progress
-passed back through a queued signal; the GUI thread only shows results.
+Every engine call (Engine.duplicate_groups, act_on_duplicates, undo_last_action, mark_not_duplicates,
+reset_decisions) runs in the window's own thread (desktop/duplicates_calls) with a cancel event and progress;
+the GUI thread only shows results.
 After files are moved, `files_changed` tells the main window to search again (the engine has already
 taken them out of the index).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
-import shiboken6
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,11 +32,11 @@ from core.duplicates import Cancelled
 from core.file_actions import Result
 from desktop import files
 from desktop.compare_view import CompareView
+from desktop.duplicates_calls import Calls
 from desktop.duplicates_review import Review
 from desktop.duplicates_tree import DuplicatesTree
 from desktop.index_widgets import plural
 from desktop.thumbnails import ThumbnailLoader
-from desktop.worker import WORKER_NICE, Worker
 
 RERUN_AFTER_MS = 400  # the threshold box re-runs the search once the user stops changing it
 
@@ -48,7 +46,6 @@ class DuplicatesDialog(QDialog):
     files_changed = Signal()  # files were moved or brought back: results on screen may list gone files
     groups_shown = Signal()
     action_finished = Signal(object)  # core.file_actions.Result of a move, trash or undo
-    _progress = Signal(int, int)  # emitted in the worker thread, shown in the GUI thread
 
     def __init__(self, engine, loader: ThumbnailLoader, parent: QWidget | None = None):
         """`engine`: the open core.engine.Engine; `loader`: the window's thumbnail loader."""
@@ -59,10 +56,8 @@ class DuplicatesDialog(QDialog):
         self.review = Review([])
         self.reference_folders: list[str] | None = None  # None: the settings' reference folders
         self.compare_view: CompareView | None = None
-        self._worker = Worker("duplicates", self, nice=WORKER_NICE)
-        self._cancel = threading.Event()
-        self._rerun = False
-        self._running = False  # one of our calls is queued or running (the Worker's own set-up call is not)
+        self.calls = Calls(self)
+        self._rerun = False  # find again once the call in progress ends
 
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.5, 1.0)
@@ -77,7 +72,7 @@ class DuplicatesDialog(QDialog):
                                  "4 more times (slow on a large index)")
         self.variants.toggled.connect(lambda _on: self._rerun_timer.start())
         self.find_button = self._button("Find", self.find)
-        self.cancel_button = self._button("Cancel", self._cancel.set)
+        self.cancel_button = self._button("Cancel", self.calls.cancel.set)
         self.progress = QProgressBar()
         self.status = QLabel()
         self.outcome = QLabel()  # what the last move, trash or undo did (stays while groups are found again)
@@ -122,8 +117,10 @@ class DuplicatesDialog(QDialog):
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.outcome)
         layout.addLayout(bottom)
-        self._progress.connect(self._show_progress)
-        self._set_busy(None)
+        self.calls.progress.connect(self._show_progress)
+        self.calls.busy_changed.connect(self._set_busy)
+        self.calls.failed.connect(self._failed)
+        self._set_busy(False)
         self._show_references()
 
     def _button(self, text: str, slot: Callable[[], object], tip: str | None = None) -> QPushButton:
@@ -137,13 +134,13 @@ class DuplicatesDialog(QDialog):
     # -- finding ----------------------------------------------------------------------------------
     def find(self) -> None:
         """Search for groups at the threshold shown (cancels a search in progress and runs again)."""
-        if self._running:
+        if self.calls.running:
             self._rerun = True
-            self._cancel.set()
+            self.calls.cancel.set()
             return
         threshold, references, variants = self.threshold.value(), self.reference_folders, self.variants.isChecked()
         self._start("Finding duplicates…", lambda: self.engine.duplicate_groups(
-            threshold, reference_folders=references, progress=self._progress.emit, cancel=self._cancel,
+            threshold, reference_folders=references, progress=self.calls.progress.emit, cancel=self.calls.cancel,
             variants=variants), self._show_groups)
 
     def groups(self) -> list[list[str]]:
@@ -235,7 +232,8 @@ class DuplicatesDialog(QDialog):
         if not self.confirm(what + "\n\nKept copies and reference-folder files are not touched; "
                             "Undo Last Action brings the files back."):
             return
-        self._start("Moving files…", lambda: self.engine.act_on_duplicates(plan, self._progress.emit, self._cancel),
+        calls = self.calls
+        self._start("Moving files…", lambda: self.engine.act_on_duplicates(plan, calls.progress.emit, calls.cancel),
                     self._after_change)
 
     def undo(self) -> None:
@@ -265,56 +263,47 @@ class DuplicatesDialog(QDialog):
 
     # -- running ----------------------------------------------------------------------------------
     def _start(self, text: str, job: Callable[[], object], done: Callable[[object], None]) -> None:
-        self._cancel.clear()
         self._rerun = False
-        self._running = True
-        self._set_busy(text)
+        self.status.setText(text)
 
-        def finished(result) -> None:
-            if shiboken6.isValid(self):
-                self._running = False
-                self._set_busy(None)
-                done(result)
-                self._again()
+        def then(result) -> None:
+            done(result)
+            self._again()
 
-        def failed(exc: Exception) -> None:
-            if shiboken6.isValid(self):
-                self._running = False
-                self._set_busy(None)
-                self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Failed: {exc}")
-                self._again()
+        self.calls.start(job, then)
 
-        self._worker.call(job, finished, failed)
+    def _failed(self, exc: Exception) -> None:
+        self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Failed: {exc}")
+        self._again()
 
     def _again(self) -> None:
-        if self._rerun and not self._running:
+        if self._rerun and not self.calls.running:
             self._rerun = False
             self.find()
 
-    def _set_busy(self, text: str | None) -> None:
-        busy = text is not None
+    def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
         self.progress.setRange(0, 0)  # busy indicator until the first progress report
         self.cancel_button.setEnabled(busy)
         for button in (self.find_button, self.keep_button, self.compare_button, self.not_dups_button,
                        self.trash_button, self.move_button, self.undo_button):
             button.setEnabled(not busy)
-        if busy:
-            self.status.setText(text)
 
     def _show_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
     def _command(self, name: str) -> None:
-        if self._running:
+        if self.calls.running:
             return
         {"mark": self.toggle_marks, "keep": self.keep_current, "compare": self.compare,
          "trash": lambda: self.act("trash"), "next": lambda: self.tree.step_group(1),
          "previous": lambda: self.tree.step_group(-1)}[name]()
 
     def _mark_changed(self, group: int, image_id: str, marked: bool) -> None:
-        if not self.review.set_mark(group, image_id, marked):
+        if self.review.set_mark(group, image_id, marked):
+            self.tree.update_header(self.review, group)
+        else:
             QTimer.singleShot(0, lambda: self.tree.fill_group(self.review, group))  # not inside itemChanged
 
     def _with_record(self, action) -> None:
@@ -336,9 +325,8 @@ class DuplicatesDialog(QDialog):
         self.reference_label.setText("Reference folders: " + (", ".join(folders) if folders else "none"))
 
     def done(self, result: int) -> None:
-        self._cancel.set()
         self._rerun = False
-        self._worker.stop()
+        self.calls.stop()
         if self.compare_view is not None:
             self.compare_view.close()
         super().done(result)

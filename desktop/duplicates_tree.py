@@ -69,18 +69,22 @@ class DuplicatesTree(QTreeView):
         """(Re)write group `group`'s rows from `review` (after keep-this, or a refused mark)."""
         self._filling = True
         try:
-            header = self.model_.item(group)
-            header.setData(group, GROUP_ROLE)
-            rows = review.rows(group)
-            marked = sum(r.marked for r in rows)
-            keeper = rows[0].member.record
-            header.setText(f"Group {group + 1} · {review.groups[group].kind} · {plural(len(rows), 'image')} · "
-                           f"keep {keeper.name} ({review.reason(group)}) · {marked} marked")
+            header = self.update_header(review, group)
             header.removeRows(0, header.rowCount())
-            for row in rows:
+            for row in review.rows(group):
                 header.appendRow(self._row(row, review.reason(group)))
         finally:
             self._filling = False
+
+    def update_header(self, review: Review, group: int) -> QStandardItem:
+        """Group `group`'s top-level row: its kind, size, keeper with the reason, and how many are marked."""
+        header = self.model_.item(group)
+        header.setData(group, GROUP_ROLE)
+        rows = review.rows(group)
+        header.setText(f"Group {group + 1} · {review.groups[group].kind} · {plural(len(rows), 'image')} · "
+                       f"keep {rows[0].member.record.name} ({review.reason(group)}) · "
+                       f"{sum(r.marked for r in rows)} marked")
+        return header
 
     def drop_group(self, review: Review, group: int) -> None:
         """Remove group `group`'s rows (Review.drop already done); the groups after it are renumbered."""

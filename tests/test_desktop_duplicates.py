@@ -116,6 +116,32 @@ def test_keyboard_navigation_marks_and_keep_this(qtbot, dialog, library):
     assert [t[1] for t in row_texts(dialog, 0)[1:]] == ["exact", "near-duplicate"]
     assert checked(dialog, 0) == [None, True, True]
     assert copy_id not in dialog.review.marks()
+    # A click on a box marks as Space does, and the group's line counts it.
+    box = dialog.tree.model_.item(0).child(2)
+    box.setCheckState(Qt.CheckState.Unchecked)
+    assert box.data(Qt.ItemDataRole.UserRole) not in dialog.review.marks()
+    assert dialog.tree.model_.item(0).text().endswith("· 1 marked")
+
+
+def test_review_without_qt():
+    from core.duplicates import Group, Member
+    from core.store.base import ImageRecord
+    from desktop.duplicates_review import Review
+
+    def member(name: str, kind: str, reference: bool = False) -> Member:
+        return Member(ImageRecord(name, (f"/p/{name}.jpg",), 100, 0, 0, 0, name * 4, 10, 10), kind, 0.99, reference)
+
+    review = Review([Group((member("a", "keeper"), member("b", "exact"), member("c", "similar"),
+                            member("d", "near-duplicate", reference=True)), "larger file")])
+    assert review.marks() == ["b"]  # not the similar shot, not the reference-folder file
+    assert review.set_mark(0, "d", True) is False and review.set_mark(0, "a", True) is False
+    review.keep(0, "c")
+    assert [r.id for r in review.rows(0)] == ["c", "a", "b", "d"] and review.reason(0) == CHOSEN_REASON
+    assert [r.kind for r in review.rows(0)] == ["keeper", "similar", "exact", "near-duplicate"]
+    assert review.marks() == ["b"]  # the old keeper is only similar to the new one: not marked
+    assert review.marked_bytes() == 100 and len(review.marked_groups()) == 1
+    review.drop(0)
+    assert review.marks() == [] and review.groups == []
 
 
 def test_compare_links_zoom_and_pan(qtbot, dialog, library):
@@ -139,7 +165,7 @@ def test_compare_links_zoom_and_pan(qtbot, dialog, library):
 
 def test_progress_then_cancel(qtbot, dialog, engine, monkeypatch):
     seen: list[tuple[int, int]] = []
-    dialog._progress.connect(lambda done, total: seen.append((done, total)))
+    dialog.calls.progress.connect(lambda done, total: seen.append((done, total)))
     find(qtbot, dialog)
     assert seen and seen[-1][0] == seen[-1][1] == 7
     gate = threading.Event()
