@@ -79,7 +79,7 @@ class Settings:
     reference_folders: str = setting("", "comma-separated folders whose images are kept first by duplicates and never "
                                      "trashed or moved (the CLI has its own repeatable --reference)", flag=False)
     keeper_rules: str = setting(DEFAULT_KEEPER_RULES, "comma-separated rules choosing the copy of a duplicate group "
-                                "to keep, first rule first: reference, resolution, size, oldest", flag=False)
+                                "to keep, first rule first: reference, resolution, size, oldest")
 
     def exclude_patterns(self) -> tuple[str, ...]:
         """The `exclude` setting as a tuple of glob patterns (empty entries dropped)."""

@@ -136,3 +136,5 @@ def test_nothing_to_do_and_bad_settings(photo_dir, tmp_path):
     assert "0 groups" in out.stdout and "nothing to do" in out.stdout
     bad = run(base, "duplicates", env={"IMAGE_SEARCH_KEEPER_RULES": "size,prettiest"})
     assert bad.returncode == 1 and "unknown keeper rule 'prettiest'" in bad.stderr
+    flag = run(base, "duplicates", "--keeper-rules", "oldest,biggest")
+    assert flag.returncode == 1 and "unknown keeper rule 'biggest'" in flag.stderr
