@@ -2,7 +2,7 @@
 and one scroll position, each captioned with its file's size, dimensions, date and path.
 
 Images are decoded in Qt's global thread pool (core.images through desktop.thumbnails, so HEIC and raw
-files work too), scaled to at most COMPARE_SIZE pixels on the longest side to bound memory.
+files work too), at most COMPARE_SIZE pixels on the longest side to bound memory, and shown at the same width.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class CompareView(QDialog):
     def fit(self) -> None:
         """The zoom that shows the larger image whole in its view, on both views."""
         view = self.views[0]
-        rects = [item.boundingRect() for item in self._items if not item.pixmap().isNull()]
+        rects = [item.sceneBoundingRect() for item in self._items if not item.pixmap().isNull()]
         if rects:
             width, height = max(r.width() for r in rects), max(r.height() for r in rects)
             port = view.viewport().size()
@@ -115,11 +115,13 @@ class CompareView(QDialog):
 
     def _show(self, side: int, image: QImage) -> None:
         item = self._items[side]
-        record = self.records[side]
         pixmap = QPixmap.fromImage(image)
         item.setPixmap(pixmap)
-        if not pixmap.isNull() and record.width and pixmap.width() != record.width:
-            item.setScale(record.width / pixmap.width())  # a huge image decoded smaller: same scale as the other
+        # Both images are shown at the larger one's width, so a resized copy lines up with its original and the
+        # linked scroll position points at the same detail in both (the captions give the true dimensions).
+        width = max(r.width for r in self.records) or pixmap.width()
+        if not pixmap.isNull() and pixmap.width() != width:
+            item.setScale(width / pixmap.width())
         self.views[side].scene().setSceneRect(item.sceneBoundingRect())
         if self.loaded():
             self.fit()

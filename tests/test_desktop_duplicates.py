@@ -79,6 +79,7 @@ def test_groups_show_keeper_reason_kinds_and_default_marks(qtbot, dialog, librar
     find(qtbot, dialog)
     p = {k: str(v) for k, v in library.items()}
     assert dialog.groups() == [[p["original"], p["copy"], p["q60"]], [p["ref"], p["ref_copy"], p["ref_q60"]]]
+    qtbot.waitUntil(lambda: not dialog.tree.model_.item(0).child(0).icon().isNull(), timeout=WAIT_MS)  # thumbnail
     texts = row_texts(dialog, 0)
     assert texts[0][1].startswith("★ keep (") and texts[0][1][len("★ keep ("):-1] in RULE_REASONS.values()
     assert [t[1] for t in texts[1:]] == ["exact", "near-duplicate"]
@@ -151,6 +152,8 @@ def test_compare_links_zoom_and_pan(qtbot, dialog, library):
     view = dialog.compare_view
     assert {r.path for r in view.records} == {str(library["original"]), str(library["q60"])}
     qtbot.waitUntil(view.loaded, timeout=WAIT_MS)
+    left_item, right_item = (v.scene().items()[0] for v in view.views)
+    assert left_item.sceneBoundingRect() == right_item.sceneBoundingRect()  # shown at one width: details line up
     view.set_zoom(3.0)
     left, right = view.views
     assert left.transform() == right.transform() and view.zoom() == pytest.approx(3.0)
