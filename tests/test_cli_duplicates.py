@@ -138,3 +138,32 @@ def test_nothing_to_do_and_bad_settings(photo_dir, tmp_path):
     assert bad.returncode == 1 and "unknown keeper rule 'prettiest'" in bad.stderr
     flag = run(base, "duplicates", "--keeper-rules", "oldest,biggest")
     assert flag.returncode == 1 and "unknown keeper rule 'biggest'" in flag.stderr
+
+
+def answering(base: list[str], answer: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI with a terminal (a pseudo-terminal) on stdin, to which `answer` is typed."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode() + b"\n")  # buffered by the terminal until input() reads it
+        return subprocess.run([sys.executable, "-m", "core", *args, *base], capture_output=True, text=True,
+                              stdin=terminal, cwd=REPO, timeout=300)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_confirmation_on_a_terminal(photo_dir, tmp_path):
+    base = ["--data-dir", str(tmp_path / "data"), "--weights", "random"]
+    files = make_library(photo_dir, tmp_path)
+    dest = tmp_path / "dest"
+    ok(run(base, "index", str(tmp_path / "lib"), str(tmp_path / "ref")))
+    action = ("duplicates", "--threshold", THRESHOLD, "--reference", str(tmp_path / "ref"), "--move-to", str(dest))
+
+    declined = ok(answering(base, "n", *action))
+    assert "Move 2 files" in declined.stdout and "? [y/N]" in declined.stdout
+    assert files["exact"].exists() and not dest.exists()
+    accepted = ok(answering(base, "y", *action))
+    assert "done for 2, 0 skipped" in accepted.stdout
+    assert not files["exact"].exists() and (dest / "exact.jpg").is_file()
