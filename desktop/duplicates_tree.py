@@ -54,6 +54,7 @@ class DuplicatesTree(QTreeView):
 
     # -- filling ----------------------------------------------------------------------------------
     def show_review(self, review: Review) -> None:
+        self.setModel(None)  # filled detached: a view re-lays itself out on every row added (quadratic)
         self.model_.removeRows(0, self.model_.rowCount())
         self._waiting.clear()
         self._loader.clear()
@@ -62,8 +63,10 @@ class DuplicatesTree(QTreeView):
             header.setEditable(False)
             self.model_.appendRow(header)
             self.fill_group(review, group)
+        self.setModel(self.model_)
+        for group in range(len(review.groups)):
             self.setFirstColumnSpanned(group, QModelIndex(), True)
-            self.expand(header.index())
+        self.expandAll()
 
     def fill_group(self, review: Review, group: int) -> None:
         """(Re)write group `group`'s rows from `review` (after keep-this, or a refused mark)."""
