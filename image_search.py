@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = frozenset({"index", "search", "similar", "duplicates", "remove", "info", "serve"})
+CLI_COMMANDS = frozenset({"index", "search", "similar", "duplicates", "undo", "remove", "info", "serve"})
 # Options that never take a value; every other option does (`--weights random`, `--query IMAGE`).
 VALUELESS = frozenset({"-h", "--help", "--version", "--self-test", "--json"})
 

@@ -8,14 +8,15 @@ import sys
 import time
 
 from core import __version__
-from core.config import Settings, add_setting_arguments, settings_from_arguments
+from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
+from core.duplicates import KINDS, group_json
 from core.errors import EXIT_STATUS, UserError
 from core.images import ImageError
 from core.indexer import IndexProgress
 from core.jobs import queue_for
 from core.paths import display_path, path_json
 from core.store import SearchFilter
-from core.store.base import hit_json, record_json
+from core.store.base import hit_json
 
 
 def global_options() -> argparse.ArgumentParser:
@@ -54,9 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p = sub.add_parser("similar", parents=[common, search_options()], help="search from an indexed image")
     p.add_argument("ref", metavar="ID_OR_PATH")
-    p = sub.add_parser("duplicates", parents=[common], help="groups of near-duplicate images")
+    p = sub.add_parser("duplicates", parents=[common], help="groups of duplicate images with the copy to keep; "
+                       "optionally trash or move the other copies")
     p.add_argument("--threshold", type=float, default=0.95, help="minimum similarity (default: 0.95)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object {threshold, groups}")
+    p.add_argument("--reference", action="append", metavar="DIR",
+                   help="a reference folder (repeatable): its images are kept first and never trashed or moved; "
+                   "replaces the reference_folders setting")
+    p.add_argument("--kind", choices=KINDS, default="near-duplicate",
+                   help="act on the copies of this kind and the tighter ones (default: near-duplicate, i.e. exact "
+                   "and near-duplicate; similar widens it to similar shots)")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--trash", action="store_true", help="move the copies not kept to the system trash")
+    act.add_argument("--move-to", metavar="DIR", help="move the copies not kept into DIR, keeping their relative paths")
+    p.add_argument("--yes", action="store_true", help="do it without asking (needed without a terminal)")
+    sub.add_parser("undo", parents=[common], help="undo the last trash or move of duplicates")
     p = sub.add_parser("remove", parents=[common], help="forget the images under folders")
     p.add_argument("paths", nargs="+", metavar="FOLDER")
     p = sub.add_parser("info", parents=[common], help="backend, image count, model, data location")
@@ -71,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     if args.command == "serve":
         return settings_from_arguments(args, api_host=args.host, api_port=args.port, api_token=args.token)
+    if args.command == "duplicates" and args.reference:
+        if any("," in folder for folder in args.reference):  # the setting is a comma-separated list
+            raise ConfigError("a --reference folder whose name contains a comma is not supported")
+        return settings_from_arguments(args, reference_folders=",".join(args.reference))
     return settings_from_arguments(args)
 
 
@@ -153,19 +170,90 @@ def cmd_similar(engine, args) -> int:
 
 
 def cmd_duplicates(engine, args) -> int:
-    queue = queue_for(engine)
+    """List the groups; with --trash or --move-to, act on the copies not kept after a confirmation. Exit
+    status 3 when an action needs a confirmation that cannot be asked (no terminal, no --yes)."""
+    queue, bar = queue_for(engine), ProgressBar()
+    unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
+        IndexProgress(job["done"], job["total"], "", None)))
     job = queue.submit_duplicates(args.threshold)
-    queue.wait(job.id)
-    groups = queue.result(job.id)
-    if args.json:
-        print(json.dumps({"threshold": args.threshold, "groups": [[record_json(r) for r in g] for g in groups]}))
+    try:
+        queue.wait(job.id)
+        groups = queue.result(job.id)
+    except KeyboardInterrupt:
+        queue.cancel(job.id)
+        queue.wait(job.id, 60)
+        raise
+    finally:
+        unsubscribe()
+    bar.close()
+    out = {"threshold": args.threshold, "groups": [group_json(g) for g in groups]}
+    if not args.json:
+        print_groups(groups, args.threshold)
+    if not (args.trash or args.move_to):
+        if args.json:
+            print(json.dumps(out))
+        return 0
+    kinds = KINDS[: KINDS.index(args.kind) + 1]
+    plan = engine.plan_duplicates(groups, kinds=kinds, action="move" if args.move_to else "trash",
+                                  move_to=args.move_to)
+    say = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the one object
+    if not plan.records:
+        print("nothing to do: no copy of the chosen kinds outside the reference folders", file=say)
+        status = 0
+    elif not args.yes and not confirm(plan.summary(), say):
+        status = 0 if sys.stdin.isatty() else 3  # declined on a terminal; or nobody could be asked
     else:
-        for n, group in enumerate(groups, 1):
-            print(f"group {n} ({len(group)} images):")
-            for record in group:
-                print(f"  {legible(record.path)}")
-        print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold})")
-    return 0
+        result = engine.act_on_duplicates(plan)
+        for path, reason in result.skipped:
+            print(f"skipped {legible(path)}: {reason}", file=say)
+        print(f"{plan.summary()}: done for {len(result.done)}, {len(result.skipped)} skipped, "
+              f"{result.bytes / 1e6:.1f} MB; `image-search undo` undoes it", file=say)
+        out["result"] = action_json(result)
+        status = 0
+    if args.json:
+        print(json.dumps(out))
+    return status
+
+
+def cmd_undo(engine, args) -> int:
+    result = engine.undo_last_action()
+    for path, reason in result.skipped:
+        print(f"skipped {legible(path)}: {reason}")
+    if not result.done and not result.skipped:
+        print("nothing to undo")
+    else:
+        print(f"{len(result.done)} files back in place, {len(result.skipped)} skipped")
+    return 1 if result.skipped and not result.done else 0
+
+
+def print_groups(groups, threshold: float) -> None:
+    """Each group: its kind and size, the keeper with the reason, then each other copy's kind and score."""
+    for n, group in enumerate(groups, 1):
+        print(f"group {n}: {group.kind}, {len(group.members)} images")
+        print(f"  keep     {legible(group.keeper.record.path)}  ({group.reason})")
+        for member in group.others:
+            notes = [member.variant] if member.variant else []
+            notes += ["reference folder"] if member.reference else []
+            notes = "".join(f"  [{note}]" for note in notes)
+            print(f"  {member.kind:<14} {member.score:.4f}  {legible(member.record.path)}{notes}")
+    images = sum(len(g.members) for g in groups)
+    print(f"{len(groups)} groups, {images} images (similarity >= {threshold})")
+
+
+def confirm(question: str, out) -> bool:
+    """Ask `question` on the terminal; False (and why) when stdin is not a terminal."""
+    if not sys.stdin.isatty():
+        print(f"{question}: not done; confirm with --yes when there is no terminal", file=out)
+        return False
+    print(f"{question}? [y/N] ", end="", file=out, flush=True)
+    return input().strip().lower() in ("y", "yes")
+
+
+def action_json(result) -> dict:
+    """core.file_actions.Result as JSON: paths done, {path, reason} of each skipped one, bytes freed or moved."""
+    return {"done": [path_json(p)["path"] for p in result.done], "bytes": result.bytes,
+            "skipped": [{"path": path_json(p)["path"], "reason": r} for p, r in result.skipped],
+            "cancelled": result.cancelled}
 
 
 def cmd_remove(engine, args) -> int:
@@ -188,7 +276,7 @@ def cmd_info(engine, args) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "duplicates": cmd_duplicates,
-            "remove": cmd_remove, "info": cmd_info}
+            "undo": cmd_undo, "remove": cmd_remove, "info": cmd_info}
 
 
 def search_filter(args) -> SearchFilter:

@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Names the scan ignores (and counts): hidden files and folders, AppleDouble `._*`, Synology `@eaDir`,
 # `.thumbnails`, Lightroom `*.lrdata` previews, Windows `$RECYCLE.BIN`, freedesktop `.Trash-*`.
 DEFAULT_EXCLUDE = ".*, ._*, @eaDir, .thumbnails, *.lrdata, $RECYCLE.BIN, .Trash-*"
+DEFAULT_KEEPER_RULES = "reference, resolution, size, oldest"  # core.duplicates.DEFAULT_RULES
 
 
 class ConfigError(UserError):
@@ -80,10 +81,23 @@ class Settings:
                            "ignores (a pattern with '/' matches the whole path); replaces the default list")
     follow_external_symlinks: bool = setting(False, "follow symlinks that lead out of every indexed folder (off, as "
                                              "in digiKam and rclip: a link to / would pull in the whole disk)")
+    reference_folders: str = setting("", "comma-separated folders whose images are kept first by duplicates and never "
+                                     "trashed or moved (the CLI has its own repeatable --reference)", flag=False)
+    keeper_rules: str = setting(DEFAULT_KEEPER_RULES, "comma-separated rules choosing the copy of a duplicate group "
+                                "to keep, first rule first: reference, resolution, size, oldest")
 
     def exclude_patterns(self) -> tuple[str, ...]:
         """The `exclude` setting as a tuple of glob patterns (empty entries dropped)."""
         return tuple(p.strip() for p in self.exclude.split(",") if p.strip())
+
+    def reference_folder_list(self) -> tuple[str, ...]:
+        """The `reference_folders` setting as a tuple of absolute folders (`~` expanded; empty entries dropped)."""
+        return tuple(os.path.abspath(os.path.expanduser(p.strip())) for p in self.reference_folders.split(",")
+                     if p.strip())
+
+    def keeper_rule_list(self) -> tuple[str, ...]:
+        """The `keeper_rules` setting as a tuple of rule names (keys of core.duplicates.RULE_REASONS)."""
+        return tuple(r.strip() for r in self.keeper_rules.split(",") if r.strip())
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -99,6 +113,13 @@ class Settings:
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
+        from core.duplicates import RULE_REASONS  # here: core.duplicates imports core.store, which imports us
+
+        rules = self.keeper_rule_list()
+        unknown = [r for r in rules if r not in RULE_REASONS]
+        if unknown or not rules:
+            said = f"unknown keeper rule {unknown[0]!r}" if unknown else "no keeper rule"
+            raise ConfigError(f"{said} in keeper_rules; use some of {', '.join(RULE_REASONS)}, comma-separated")
         return self
 
     @classmethod

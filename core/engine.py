@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from core import __version__
+from core import __version__, file_actions
 from core.config import Settings
-from core.duplicates import find_groups
+from core.duplicates import Group, Progress, find_groups, variant_pairs
 from core.errors import NOT_FOUND, UserError
-from core.images import load_image
+from core.file_actions import Plan, Result
+from core.images import ImageError, load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, run_index
 from core.model import (
     INPUT_SIZE,
@@ -33,6 +35,7 @@ from core.store import (
     VectorStore,
     open_store,
 )
+from core.store.decisions import decisions_for
 from core.store.embedded import mismatch_message
 
 SCAN_STATE_FILE = "scan-state.json"  # each root's device and mount points at its last scan (core/indexer.py)
@@ -112,12 +115,94 @@ class Engine:
             raise NotFound(f"not in the index: {display_path(ref)}")
         return record
 
-    def duplicates(self, threshold: float = 0.95) -> list[list[ImageRecord]]:
-        """Groups of images whose cosine similarity is >= threshold (or whose bytes are equal), largest
-        first, each sorted by path: core.duplicates.find_groups (batched kNN, never N x N). Hard links are
-        one record, so they never pair. Raises StoreError."""
-        groups = find_groups(self.store, threshold)
-        return [sorted((m.record for m in g.members), key=lambda r: r.path) for g in groups]
+    # -- duplicates -------------------------------------------------------------------------------
+    def duplicate_groups(
+        self,
+        threshold: float = 0.95,
+        *,
+        reference_folders: list[str] | tuple[str, ...] | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        variants: bool = False,
+    ) -> list[Group]:
+        """Groups of duplicate images with their keepers, largest first: core.duplicates.find_groups through the
+        store's batched kNN (never N x N), with the "not duplicates" decisions applied.
+
+        threshold: cosine similarity in [-1, 1]. reference_folders: folders (any spelling: relative, `~`)
+        whose images are kept first and never acted on; None takes the `reference_folders` setting. Keeper
+        rules: the `keeper_rules` setting. progress(done, total): images queried so far. cancel: checked
+        between batches. variants: also match mirrored and 90/180/270-degree rotated copies (a second pass
+        that decodes and embeds every indexed image 4 more times: core.duplicates.variant_pairs).
+        Raises core.duplicates.Cancelled, StoreError."""
+        folders = self.settings.reference_folder_list() if reference_folders is None else tuple(
+            os.path.abspath(os.path.expanduser(os.fspath(f))) for f in reference_folders)
+        matches = variant_pairs(self.store, self._decoded_images(), self._embed_images, threshold,
+                                cancel=cancel) if variants else ()
+        decisions = decisions_for(self.store)
+        try:
+            return find_groups(self.store, threshold, reference_folders=folders,
+                               keeper_rules=self.settings.keeper_rule_list(), progress=progress, cancel=cancel,
+                               decisions=decisions, variant_matches=matches)
+        finally:
+            decisions.close()
+
+    def plan_duplicates(
+        self,
+        groups: list[Group],
+        *,
+        kinds: tuple[str, ...] | list[str] = ("exact", "near-duplicate"),
+        action: str = "trash",
+        move_to: str | None = None,
+        marks: list[str] | set[str] | None = None,
+    ) -> Plan:
+        """What acting on `groups` would do (nothing is touched): core.file_actions.plan. The members other
+        than the keeper whose kind is in `kinds`, or the images `marks` (ids) when given; never a member in a
+        reference folder. action: "trash" or "move" (into `move_to`, keeping paths relative to the files'
+        common folder). Raises ValueError (unknown action, no destination, a group with every copy marked)."""
+        return file_actions.plan(groups, kinds, action, move_to, marks=marks)
+
+    def act_on_duplicates(self, plan: Plan, progress: Progress | None = None,
+                          cancel: threading.Event | None = None) -> Result:
+        """Carry out `plan` file by file (core.file_actions.execute): a file changed since the scan is
+        skipped with the reason, the index is updated after each file, the journal is kept in
+        `settings.data_dir`. progress(done, planned) in images. Raises StoreError, OSError (the journal)."""
+        return file_actions.execute(plan, self.store, self.settings.data_dir, progress=progress, cancel=cancel)
+
+    def undo_last_action(self) -> Result:
+        """Undo the last action on duplicates not yet undone (core.file_actions.undo_last): moved files go
+        back, trashed ones come back from the Linux trash; the index gets them back. An empty Result when
+        there is nothing to undo. Raises StoreError, OSError (the journal)."""
+        return file_actions.undo_last(self.settings.data_dir, self.store)
+
+    def mark_not_duplicates(self, ids: list[str] | set[str] | tuple[str, ...]) -> int:
+        """Remember that the images `ids` (a pair or a whole group) are not duplicates of each other: later
+        duplicate_groups never pair them directly. Durable on return. Returns the number of pairs among them.
+        Raises StoreError."""
+        decisions = decisions_for(self.store)
+        try:
+            return decisions.mark_not_duplicates(ids)
+        finally:
+            decisions.close()
+
+    def reset_decisions(self) -> None:
+        """Forget every "not duplicates" decision of this index. Raises StoreError."""
+        decisions = decisions_for(self.store)
+        try:
+            decisions.reset()
+        finally:
+            decisions.close()
+
+    def _decoded_images(self) -> Iterator[tuple[str, Image.Image]]:
+        """(id, RGB image decoded at model size) of every indexed image whose file still decodes; one at a
+        time, so the variant pass holds one batch. A file that no longer decodes is left out of that pass."""
+        for record in self.store.records():
+            try:
+                yield record.id, load_image(record.path, draft=INPUT_SIZE).image
+            except (ImageError, OSError):
+                continue
+
+    def _embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.extractor().embed(np.stack([to_model_pixels(image) for image in images]))
 
     # -- indexing ---------------------------------------------------------------------------------
     def index(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.duplicates import Cancelled
 from core.errors import UserError
 from core.indexer import IndexProgress, IndexReport
 
@@ -70,7 +71,7 @@ class JobQueue:
     """Thread-safe: any thread submits, polls, cancels and subscribes; one worker thread runs the jobs.
 
     `engine` is anything with the Engine methods the jobs call: `index(roots, progress=, cancel=)`,
-    `remove_folder(folder) -> int` and `duplicates(threshold) -> list[list[ImageRecord]]`; they are looked
+    `remove_folder(folder) -> int` and `duplicate_groups(threshold, progress=, cancel=) -> list[Group]`; they are looked
     up when a job runs, not when the queue is made.
     """
 
@@ -96,7 +97,8 @@ class JobQueue:
         return self._submit(Job(id=uuid.uuid4().hex, kind=REMOVE, paths=list(folders), total=len(folders)))
 
     def submit_duplicates(self, threshold: float) -> Job:
-        """Groups of images at least `threshold` similar (cosine, 0..1); result: list of ImageRecord lists."""
+        """Groups of images at least `threshold` similar (cosine, 0..1), with keepers and the "not duplicates"
+        decisions applied; result: list of core.duplicates.Group."""
         return self._submit(Job(id=uuid.uuid4().hex, kind=DUPLICATES, paths=[], threshold=threshold))
 
     def _submit(self, job: Job) -> Job:
@@ -238,6 +240,10 @@ class JobQueue:
     def _run(self, job: Job) -> None:
         try:
             result = {INDEX: self._index, REMOVE: self._remove, DUPLICATES: self._duplicates}[job.kind](job)
+        except Cancelled:  # a duplicates search stopped between batches; it changed nothing
+            with self._lock:
+                self._finish(job, CANCELLED)
+                snapshot = job.to_dict()
         except Exception as exc:  # noqa: BLE001 - any failure is reported to observers and pollers, not lost
             log.warning("%s job %s failed: %s", job.kind, job.id, exc, exc_info=not _is_user_error(exc))
             with self._lock:
@@ -285,9 +291,16 @@ class JobQueue:
         return removed
 
     def _duplicates(self, job: Job) -> list:
-        groups = self._engine.duplicates(job.threshold)
+        def progress(done: int, total: int) -> None:
+            with self._lock:
+                job.done, job.total = done, total
+                snapshot = job.to_dict()
+            self._notify(snapshot)
+
+        groups = self._engine.duplicate_groups(job.threshold, progress=progress, cancel=job.cancel_event)
         with self._lock:
-            job.report = {"threshold": job.threshold, "groups": len(groups), "images": sum(len(g) for g in groups)}
+            job.report = {"threshold": job.threshold, "groups": len(groups),
+                          "images": sum(len(g.members) for g in groups)}
         return groups
 
     def _finish(self, job: Job, state: str) -> None:

@@ -222,11 +222,18 @@ class MainWindow(QMainWindow):
             return
         if self.duplicates_dialog is not None:
             self.duplicates_dialog.close()
-        dialog = DuplicatesDialog(self.jobs.duplicates, self.loader, self)
+        dialog = DuplicatesDialog(self.engine, self.loader, self)
         dialog.find_similar.connect(self.refine)
+        dialog.files_changed.connect(self._duplicates_acted)
         self.duplicates_dialog = dialog
         dialog.show()
         dialog.find()
+
+    def _duplicates_acted(self) -> None:
+        """Files were trashed, moved or brought back (the engine updated the index): show the index as it is."""
+        self.session.refresh_info()
+        if self.search.history.current is not None:
+            self.search.search()
 
     def open_web_page(self) -> None:
         if self.session.api is not None:

@@ -445,7 +445,8 @@ def unit_vectors(n: int, dims: int, seed: int = 0) -> np.ndarray:
 
 
 # -- duplicates ----------------------------------------------------------------------------------
-def test_duplicates(engine, tmp_path, photo_dir):
+def duplicates_client(engine, tmp_path, photo_dir):
+    """An app over three real files, two of which have equal vectors; returns (client, their records)."""
     engine.store.initialize(engine.identity)
     names = ["coffee", "chelsea", "rocket"]
     records = []
@@ -458,14 +459,35 @@ def test_duplicates(engine, tmp_path, photo_dir):
     vectors = unit_vectors(3, engine.identity.dims)
     vectors[1] = vectors[0]  # coffee and chelsea are "the same picture"
     engine.store.upsert(records, vectors)
-    client = create_app(engine, engine.settings).test_client()
+    return create_app(engine, engine.settings).test_client(), records
+
+
+def test_duplicates(engine, tmp_path, photo_dir):
+    client, records = duplicates_client(engine, tmp_path, photo_dir)
     body = client.get("/api/duplicates?threshold=0.99").get_json()
     assert body["threshold"] == 0.99
-    assert [[r["name"] for r in group] for group in body["groups"]] == [["chelsea.jpg", "coffee.jpg"]]
-    assert body["groups"][0][0]["thumbnail_url"].endswith("/thumbnail")
+    [group] = body["groups"]
+    keeper = max(records[:2], key=lambda r: r.size)  # equal resolutions: the larger file is kept
+    assert group["keep"] == keeper.path and group["reason"] == "larger file" and group["kind"] == "near-duplicate"
+    assert [image["kind"] for image in group["images"]] == ["keeper", "near-duplicate"]
+    assert sorted(image["name"] for image in group["images"]) == ["chelsea.jpg", "coffee.jpg"]
+    assert group["images"][1]["score"] == pytest.approx(1.0) and group["images"][0]["reference"] is False
+    assert group["images"][0]["thumbnail_url"].endswith("/thumbnail")
+    assert all(os.path.exists(r.path) for r in records)  # the API deletes and moves nothing
     assert client.get("/api/duplicates").get_json()["threshold"] == 0.95
     for bad in ("abc", "0.1", "1.5", "inf"):
         assert_error(client.get(f"/api/duplicates?threshold={bad}"), 400, "threshold")
+
+
+def test_duplicates_answer_is_the_documented_shape(engine, tmp_path, photo_dir):
+    """tests/test_api_schema.py sees only empty groups (its vectors are random); this checks a real group."""
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # schemathesis' validator
+    client, _ = duplicates_client(engine, tmp_path, photo_dir)
+    spec = client.get("/api/openapi.json").get_json()
+    schema = {"$ref": "#/components/schemas/Duplicates", "components": spec["components"]}
+    body = client.get("/api/duplicates?threshold=0.99").get_json()
+    assert len(body["groups"]) == 1
+    jsonschema_rs.Draft202012Validator(schema).validate(body)
 
 
 # -- index jobs ----------------------------------------------------------------------------------

@@ -282,3 +282,90 @@ def test_rotated_copies_found_by_the_variant_pass(engine, photo_dir, tmp_path, s
     assert {i["path"]: i.get("variant") for i in group_json(group)["images"]}[rotated_path] == rotated.variant
     with pytest.raises(ValueError, match="unknown variant"):
         variant_pairs(store, [], embed, variants=["skew"])
+
+
+# -- through the Engine and the job queue -----------------------------------------------------------------------
+
+@pytest.fixture(params=["embedded", "elasticsearch"])
+def any_engine(request, settings, shared_extractor):
+    """An Engine on a fresh index of either backend (Elasticsearch: the shared test server), reference folder
+    /p/ref in its settings."""
+    from core.engine import Engine
+
+    settings = settings.replace(reference_folders="/p/ref")
+    if request.param == "elasticsearch":
+        settings = settings.replace(backend="elasticsearch", es_url=request.getfixturevalue("es_url"),
+                                    es_index=request.getfixturevalue("es_alias"))
+    engine = Engine(settings, extractor=shared_extractor)
+    engine.store.initialize(engine.identity)
+    yield engine
+    engine.close()
+
+
+def test_engine_groups_with_settings_and_decisions(any_engine):
+    dims = any_engine.identity.dims
+    base = unit(np.random.default_rng(3).standard_normal(dims))
+    kept, copy, other = rec("/p/ref/a.jpg", w=64, h=48), rec("/p/b.jpg"), rec("/p/c.jpg")
+    put(any_engine.store, [(kept, base), (copy, near(base, 0.99, 1)), (other, near(base, 0.5, 2))])
+    any_engine.store.finish()
+
+    [group] = any_engine.duplicate_groups(0.95)
+    assert group.keeper.record.id == kept.id and group.reason == "in a reference folder"  # from the settings
+    [group] = any_engine.duplicate_groups(0.95, reference_folders=[])  # the argument wins
+    assert group.keeper.record.id == copy.id and group.reason == "largest resolution"
+    plan = any_engine.plan_duplicates(any_engine.duplicate_groups(0.95))
+    assert [r.id for r in plan.records] == [copy.id]  # a near-duplicate of the keeper; the reference never
+
+    assert any_engine.mark_not_duplicates([kept.id, copy.id]) == 1
+    assert any_engine.duplicate_groups(0.95) == []
+    any_engine.reset_decisions()
+    assert len(any_engine.duplicate_groups(0.95)) == 1
+
+
+def test_duplicates_job_reports_progress_and_cancels(engine):
+    from core.jobs import queue_for
+
+    engine.store.initialize(engine.identity)
+    n = 600  # three batches of DEFAULT_BATCH queries
+    vectors = unit(np.random.default_rng(5).standard_normal((n, engine.identity.dims)))
+    vectors[1] = vectors[0]
+    engine.store.upsert([rec(f"/p/{i}.jpg") for i in range(n)], vectors)
+    engine.store.finish()
+    queue = queue_for(engine)
+    try:
+        job = queue.submit_duplicates(0.99)
+        done = queue.wait(job.id, 120)
+        assert done["state"] == "done" and done["report"] == {"threshold": 0.99, "groups": 1, "images": 2}
+        assert done["done"] == done["total"] == n
+        [group] = queue.result(job.id)
+        assert len(group.members) == 2
+
+        cancelled = []
+
+        def cancel_after_first_batch(job: dict) -> None:
+            if job["kind"] == "duplicates" and job["state"] == "running" and job["done"] and not cancelled:
+                cancelled.append(job["done"])
+                queue.cancel(job["job_id"])
+
+        queue.subscribe(cancel_after_first_batch)
+        job = queue.submit_duplicates(0.99)
+        stopped = queue.wait(job.id, 120)
+        assert stopped["state"] == "cancelled" and stopped["error"] is None, stopped
+        assert cancelled == [256] and stopped["done"] < n and queue.result(job.id) is None
+    finally:
+        queue.shutdown()
+
+
+def test_engine_variant_pass_finds_a_rotated_copy(engine, photo_dir, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    (lib / "broken.jpg").write_bytes(b"not an image")  # skipped by the index; costs the pass nothing
+    engine.index([str(lib)])
+    assert engine.duplicate_groups(0.995) == []
+    [group] = engine.duplicate_groups(0.995, variants=True)
+    assert sorted(m.record.name for m in group.members) == ["chelsea-rot90.jpg", "chelsea.jpg"]
+    assert group.others[0].variant in ("rotate-90", "rotate-270") and group.kind == "similar"

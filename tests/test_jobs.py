@@ -6,6 +6,7 @@ import gc
 import shutil
 import threading
 import weakref
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,9 +44,9 @@ class FakeEngine:
         self.calls.append(("remove", folder))
         return 2
 
-    def duplicates(self, threshold):
+    def duplicate_groups(self, threshold, progress=None, cancel=None):
         self.calls.append(("duplicates", threshold))
-        return [["a", "b"], ["c", "d", "e"]]
+        return [SimpleNamespace(members=("a", "b")), SimpleNamespace(members=("c", "d", "e"))]
 
 
 @pytest.fixture
@@ -160,7 +161,8 @@ def test_real_engine_index_remove_and_duplicates(engine, tmp_path, photo_dir):
         assert isinstance(queue.result(indexed["job_id"]), IndexReport)
         duplicates = queue.submit_duplicates(0.999)
         assert queue.wait(duplicates.id, 60)["report"]["groups"] == 1
-        assert sorted(r.name for r in queue.result(duplicates.id)[0]) == ["coffee copy.jpg", "coffee.jpg"]
+        [group] = queue.result(duplicates.id)
+        assert sorted(m.record.name for m in group.members) == ["coffee copy.jpg", "coffee.jpg"]
         removed = queue.wait(queue.submit_remove([str(folder)]).id, 60)
         assert removed["report"] == {"removed": 4} and engine.store.count() == 0
         assert states[0] == "queued" and "running" in states and states[-1] == "done"

@@ -97,7 +97,7 @@ def test_hard_links_are_one_image_and_never_a_duplicate_pair(lib_engine, library
     assert record.paths == (str(src), str(library / "best" / src.name))
     hits = lib_engine.search(src, k=3)
     assert [h.record.id for h in hits].count(record.id) == 1
-    assert lib_engine.duplicates(threshold=0.9999) == []
+    assert lib_engine.duplicate_groups(threshold=0.9999) == []
     # The link removed: the image stays, with one path left.
     (library / "best" / src.name).unlink()
     again = lib_engine.index([library])

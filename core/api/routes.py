@@ -18,7 +18,8 @@ from core.api.errors import error_response
 from core.api.files import indexed_file, indexed_record, thumbnail_file
 from core.api.parsing import float_field, json_body, query_image, request_fields, search_params
 from core.api.security import token_given
-from core.api.shapes import record_json, results_json
+from core.api.shapes import image_links, record_json, results_json
+from core.duplicates import Group, group_json
 from core.model import WeightsError, imagenet_candidates, resolve_weights
 
 MAX_INDEX_PATHS = 100
@@ -165,11 +166,20 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
 
 @api.get("/duplicates")
 def duplicates() -> Response:
-    """Groups of near-duplicates at a similarity threshold in DUPLICATE_THRESHOLD (default 0.95)."""
+    """Groups of duplicates at a similarity threshold in DUPLICATE_THRESHOLD (default 0.95), each with its
+    suggested keeper and reason (core.duplicates.group_json, each image with its links); reference folders and
+    keeper rules from the settings, "not duplicates" decisions applied. Deletes and moves nothing."""
     low, high = DUPLICATE_THRESHOLD
     threshold = float_field(request.args, "threshold", low, high, default=0.95)
-    groups = ctx().engine.duplicates(threshold)
-    return jsonify(threshold=threshold, groups=[[record_json(r) for r in group] for group in groups])
+    groups = ctx().engine.duplicate_groups(threshold)
+    return jsonify(threshold=threshold, groups=[group_payload(group) for group in groups])
+
+
+def group_payload(group: Group) -> dict:
+    """group_json with each image's thumbnail_url and image_url (needs a request context)."""
+    shown = group_json(group)
+    links = [image_links(m.record) for m in group.members]
+    return {**shown, "images": [{**image, **link} for image, link in zip(shown["images"], links, strict=True)]}
 
 
 @api.get("/openapi.json")

@@ -10,6 +10,7 @@ const state = {
   pos: -1, // the step shown; steps after it are kept for the browser's Forward button
   k: 24,
   minScore: 0,
+  dupThreshold: 0.95,
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   request: 0, // responses of superseded requests are dropped
   blobs: [], // object URLs of thumbnails fetched with the token, revoked on the next render
@@ -134,6 +135,48 @@ function searchSimilar(step) {
   const params = new URLSearchParams({ k: String(state.k) });
   if (state.minScore > 0) params.set("min_score", String(state.minScore));
   return api(`api/images/${encodeURIComponent(step.id)}/similar?${params}`);
+}
+
+// -- duplicates: groups with the copy to keep and why; the page only shows them (acting on them is the
+// CLI's and the desktop app's: the API deletes and moves nothing) ---------------------------------
+async function findDuplicates() {
+  const request = ++state.request;
+  setBusy(true);
+  hideMessage();
+  try {
+    const body = await api(`api/duplicates?threshold=${state.dupThreshold}`);
+    if (request === state.request) renderGroups(body);
+  } catch (err) {
+    if (request === state.request) showMessage(err.title || "Finding duplicates failed", err.detail || err.message);
+  } finally {
+    if (request === state.request) setBusy(false);
+  }
+}
+
+function renderGroups(body) {
+  for (const url of state.blobs) URL.revokeObjectURL(url);
+  state.blobs = [];
+  const grid = $("results");
+  grid.replaceChildren();
+  $("empty").hidden = true;
+  const images = body.groups.reduce((n, group) => n + group.images.length, 0);
+  const groups = `${body.groups.length} group${body.groups.length === 1 ? "" : "s"}`;
+  $("summary").textContent = body.groups.length
+    ? `${groups} of duplicates, ${images} images (similarity ≥ ${body.threshold}) · click one to search from it`
+    : `No duplicates at similarity ≥ ${body.threshold}.`;
+  const step = { kind: "duplicates" };
+  for (const group of body.groups) {
+    const head = el("li", "summary group-head", `${group.kind} · keep ${group.images[0].name} (${group.reason})`);
+    head.style.gridColumn = "1 / -1"; // the CSSOM: the Content-Security-Policy allows no inline style attributes
+    grid.append(head);
+    for (const image of group.images) {
+      const item = card(image, step);
+      item.dataset.kind = image.kind;
+      const label = image.kind === "keeper" ? "Keep" : image.reference ? `${image.kind} · reference` : image.kind;
+      item.querySelector(".thumb").append(el("span", "badge", label));
+      grid.append(item);
+    }
+  }
 }
 
 // -- navigation: every step is a history entry, so Back/Forward walk the trail ------------------
@@ -325,6 +368,13 @@ function wireInputs() {
     state.minScore = Number(event.target.value);
     run();
   });
+  $("dup-threshold").addEventListener("input", (event) => {
+    $("dup-threshold-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  $("dup-threshold").addEventListener("change", (event) => {
+    state.dupThreshold = Number(event.target.value);
+  });
+  $("find-duplicates").addEventListener("click", findDuplicates);
   $("back").addEventListener("click", back);
   $("message-close").addEventListener("click", hideMessage);
   document.addEventListener("keydown", (event) => {
