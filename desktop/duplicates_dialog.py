@@ -90,7 +90,6 @@ class DuplicatesDialog(QDialog):
                                     "Show groups marked “not duplicates” again on the next run"))
 
         self.tree = DuplicatesTree(loader, self)
-        self.tree.mark_changed.connect(self._mark_changed)
         self.tree.command.connect(self._command)
         self.tree.doubleClicked.connect(lambda _i: self._with_record(lambda r: files.open_file(r.path)))
 
@@ -163,7 +162,7 @@ class DuplicatesDialog(QDialog):
         group, image_id = self.tree.current()
         if image_id is not None:
             self.review.keep(group, image_id)
-            self.tree.fill_group(self.review, group)
+            self.tree.model_.refresh_group(group)
             self.tree.go_to(group, image_id)
 
     def toggle_marks(self) -> None:
@@ -173,7 +172,7 @@ class DuplicatesDialog(QDialog):
             if image_id is not None:
                 self.review.toggle(g, image_id)
         for g in sorted({g for g, _ in chosen if g is not None}):
-            self.tree.fill_group(self.review, g)
+            self.tree.model_.refresh_group(g)
         if group is not None:
             self.tree.go_to(group, current)
 
@@ -204,8 +203,7 @@ class DuplicatesDialog(QDialog):
         def hide(_count) -> None:
             where = next((n for n, g in enumerate(self.review.groups) if g is found), None)
             if where is not None:
-                self.review.drop(where)
-                self.tree.drop_group(self.review, where)
+                self.tree.model_.drop_group(where)  # and from the review
                 if self.review.groups:
                     self.tree.go_to(min(where, len(self.review.groups) - 1))
             self.status.setText("Marked as not duplicates: hidden from later runs until Reset Decisions.")
@@ -299,12 +297,6 @@ class DuplicatesDialog(QDialog):
         {"mark": self.toggle_marks, "keep": self.keep_current, "compare": self.compare,
          "trash": lambda: self.act("trash"), "next": lambda: self.tree.step_group(1),
          "previous": lambda: self.tree.step_group(-1)}[name]()
-
-    def _mark_changed(self, group: int, image_id: str, marked: bool) -> None:
-        if self.review.set_mark(group, image_id, marked):
-            self.tree.update_header(self.review, group)
-        else:
-            QTimer.singleShot(0, lambda: self.tree.fill_group(self.review, group))  # not inside itemChanged
 
     def _with_record(self, action) -> None:
         group, image_id = self.tree.current()

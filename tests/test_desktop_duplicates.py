@@ -63,23 +63,34 @@ def find(qtbot, dialog: DuplicatesDialog) -> None:
     assert "group" in dialog.status.text(), dialog.status.text()
 
 
+def member(dialog: DuplicatesDialog, group: int, row: int, column: int = 0):
+    model = dialog.tree.model_
+    return model.index(row, column, model.index(group, 0))
+
+
+def header_text(dialog: DuplicatesDialog, group: int) -> str:
+    return dialog.tree.model_.index(group, 0).data()
+
+
 def row_texts(dialog: DuplicatesDialog, group: int) -> list[list[str]]:
-    header = dialog.tree.model_.item(group)
-    return [[dialog.tree.model_.itemFromIndex(header.child(r).index().siblingAtColumn(c)).text() for c in range(3)]
-            for r in range(header.rowCount())]
+    rows = dialog.tree.model_.rowCount(dialog.tree.model_.index(group, 0))
+    return [[member(dialog, group, r, c).data() for c in range(3)] for r in range(rows)]
 
 
 def checked(dialog: DuplicatesDialog, group: int) -> list[bool | None]:
-    header = dialog.tree.model_.item(group)
-    return [(header.child(r).checkState() == Qt.CheckState.Checked) if header.child(r).isCheckable() else None
-            for r in range(header.rowCount())]
+    """Each row's check box: True/False, None where there is none."""
+    rows = dialog.tree.model_.rowCount(dialog.tree.model_.index(group, 0))
+    boxes = [member(dialog, group, r) for r in range(rows)]
+    return [None if not i.flags() & Qt.ItemFlag.ItemIsUserCheckable
+            else Qt.CheckState(i.data(Qt.ItemDataRole.CheckStateRole)) == Qt.CheckState.Checked for i in boxes]
 
 
 def test_groups_show_keeper_reason_kinds_and_default_marks(qtbot, dialog, library):
     find(qtbot, dialog)
     p = {k: str(v) for k, v in library.items()}
     assert dialog.groups() == [[p["original"], p["copy"], p["q60"]], [p["ref"], p["ref_copy"], p["ref_q60"]]]
-    qtbot.waitUntil(lambda: not dialog.tree.model_.item(0).child(0).icon().isNull(), timeout=WAIT_MS)  # thumbnail
+    qtbot.waitUntil(lambda: member(dialog, 0, 0).data(Qt.ItemDataRole.DecorationRole) is not None,
+                    timeout=WAIT_MS)  # the thumbnail came
     texts = row_texts(dialog, 0)
     assert texts[0][1].startswith("★ keep (") and texts[0][1][len("★ keep ("):-1] in RULE_REASONS.values()
     assert [t[1] for t in texts[1:]] == ["exact", "near-duplicate"]
@@ -118,10 +129,12 @@ def test_keyboard_navigation_marks_and_keep_this(qtbot, dialog, library):
     assert checked(dialog, 0) == [None, True, True]
     assert copy_id not in dialog.review.marks()
     # A click on a box marks as Space does, and the group's line counts it.
-    box = dialog.tree.model_.item(0).child(2)
-    box.setCheckState(Qt.CheckState.Unchecked)
+    box = member(dialog, 0, 2)
+    assert dialog.tree.model_.setData(box, Qt.CheckState.Unchecked.value, Qt.ItemDataRole.CheckStateRole)
     assert box.data(Qt.ItemDataRole.UserRole) not in dialog.review.marks()
-    assert dialog.tree.model_.item(0).text().endswith("· 1 marked")
+    assert header_text(dialog, 0).endswith("· 1 marked")
+    assert not dialog.tree.model_.setData(member(dialog, 0, 0), Qt.CheckState.Checked.value,
+                                          Qt.ItemDataRole.CheckStateRole)  # the keeper
 
 
 def test_review_without_qt():
@@ -243,7 +256,7 @@ def test_not_duplicates_hides_the_group_on_later_runs_until_reset(qtbot, dialog,
     dialog.not_dups_button.click()
     qtbot.waitUntil(lambda: len(dialog.groups()) == 1, timeout=WAIT_MS)
     assert dialog.groups()[0][0] == str(library["ref"])
-    assert dialog.tree.model_.item(0).text().startswith("Group 1 ·")
+    assert header_text(dialog, 0).startswith("Group 1 ·")
     find(qtbot, dialog)
     assert [g[0] for g in dialog.groups()] == [str(library["ref"])]
     with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
@@ -319,3 +332,26 @@ def test_main_window_results_drop_trashed_files(qtbot, tmp_path, library, shared
     assert str(library["q60"]) not in shown()
     assert str(library["original"]) in shown()
     window.close()
+
+
+def test_a_long_list_expands_groups_as_the_user_gets_near(qtbot, tmp_path):
+    from core.duplicates import Group, Member
+    from core.store.base import ImageRecord
+    from desktop.duplicates_review import Review
+    from desktop.duplicates_tree import PREPARE_AHEAD, DuplicatesTree
+
+    def member(name: str, kind: str) -> Member:
+        return Member(ImageRecord(name, (str(tmp_path / f"{name}.jpg"),), 100, 0, 0, 0, name * 4, 10, 10), kind,
+                      0.99, False)
+
+    loader = ThumbnailLoader(64, tmp_path / "thumbs")
+    tree = DuplicatesTree(loader)
+    qtbot.addWidget(tree)
+    tree.show_review(Review([Group((member(f"a{i}", "keeper"), member(f"b{i}", "exact")), "oldest")
+                             for i in range(3 * PREPARE_AHEAD)]))
+    model = tree.model_
+    far = 2 * PREPARE_AHEAD
+    assert tree.isExpanded(model.index(0, 0)) and not tree.isExpanded(model.index(far, 0))
+    tree.go_to(far, f"b{far}")
+    assert tree.isExpanded(model.index(far, 0)) and tree.current() == (far, f"b{far}")
+    loader.shutdown()
