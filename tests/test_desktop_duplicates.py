@@ -279,12 +279,16 @@ def test_move_marked_to_folder_keeps_relative_paths_and_undo_brings_them_back(qt
     monkeypatch.setattr("desktop.duplicates_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(dest))
     asked: list[str] = []
     monkeypatch.setattr(dialog, "confirm", lambda text: asked.append(text) or True)
+    copy_id = dialog.tree.image_ids(0)[1]
+    dialog.tree.go_to(0, copy_id)
+    qtbot.keyClick(dialog.tree, Qt.Key.Key_K)  # keep the copy: the engine's keeper is moved instead
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
         dialog.move_button.click()
     assert asked[0].startswith("Move 3 files") and str(dest) in asked[0]
     lib = tmp_path / "lib"
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*.jpg")) == sorted(
-        str(library[k].relative_to(lib)) for k in ("copy", "q60", "ref_copy"))
+        str(library[k].relative_to(lib)) for k in ("original", "q60", "ref_copy"))
+    assert library["copy"].exists()
     qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
         dialog.undo_button.click()
