@@ -58,6 +58,7 @@ class DuplicatesDialog(QDialog):
         self.compare_view: CompareView | None = None
         self.calls = Calls(self)
         self._rerun = False  # find again once the call in progress ends
+        self._finding = False  # the call in progress is a search (cancelled by a new one; an action never is)
 
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.5, 1.0)
@@ -135,12 +136,13 @@ class DuplicatesDialog(QDialog):
         """Search for groups at the threshold shown (cancels a search in progress and runs again)."""
         if self.calls.running:
             self._rerun = True
-            self.calls.cancel.set()
+            if self._finding:
+                self.calls.cancel.set()
             return
         threshold, references, variants = self.threshold.value(), self.reference_folders, self.variants.isChecked()
         self._start("Finding duplicates…", lambda: self.engine.duplicate_groups(
             threshold, reference_folders=references, progress=self.calls.progress.emit, cancel=self.calls.cancel,
-            variants=variants), self._show_groups)
+            variants=variants), self._show_groups, finding=True)
 
     def groups(self) -> list[list[str]]:
         """The paths shown, group by group, the keeper first."""
@@ -260,8 +262,9 @@ class DuplicatesDialog(QDialog):
         self.find()  # the index changed: groups are found again
 
     # -- running ----------------------------------------------------------------------------------
-    def _start(self, text: str, job: Callable[[], object], done: Callable[[object], None]) -> None:
-        self._rerun = False
+    def _start(self, text: str, job: Callable[[], object], done: Callable[[object], None],
+               finding: bool = False) -> None:
+        self._rerun, self._finding = False, finding
         self.status.setText(text)
 
         def then(result) -> None:

@@ -235,6 +235,7 @@ def test_delete_marked_to_trash_then_undo(qtbot, dialog, library, engine, isolat
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS) as undone:
         dialog.undo_button.click()
     assert sorted(undone.args[0].done) == sorted(str(p) for p in marked.values())
+    assert not undone.args[0].cancelled
     assert all(p.exists() for p in marked.values()) and list((isolated_trash / "files").iterdir()) == []
     assert all(engine.store.get(i) is not None for i in ids.values())
     qtbot.waitUntil(lambda: len(dialog.groups()) == 2, timeout=WAIT_MS)
@@ -359,3 +360,16 @@ def test_a_long_list_expands_groups_as_the_user_gets_near(qtbot, tmp_path):
     tree.go_to(far, f"b{far}")
     assert tree.isExpanded(model.index(far, 0)) and tree.current() == (far, f"b{far}")
     loader.shutdown()
+
+
+def test_a_new_threshold_during_an_action_waits_for_it(qtbot, dialog, engine, monkeypatch):
+    find(qtbot, dialog)
+    gate = threading.Event()
+    undo = engine.undo_last_action
+    monkeypatch.setattr(engine, "undo_last_action", lambda: (gate.wait(WAIT_MS / 1000), undo())[1])
+    dialog.undo_button.click()
+    dialog.find()  # as the threshold box does: it must not cancel the undo
+    assert not dialog.calls.cancel.is_set()
+    gate.set()
+    with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):  # then the search runs
+        pass
