@@ -58,6 +58,7 @@ class DuplicatesDialog(QDialog):
         self.compare_view: CompareView | None = None
         self.calls = Calls(self)
         self._rerun = False  # find again once the call in progress ends
+        self._finding = False  # the call in progress is a search (cancelled by a new one; an action never is)
 
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.5, 1.0)
@@ -90,7 +91,6 @@ class DuplicatesDialog(QDialog):
                                     "Show groups marked “not duplicates” again on the next run"))
 
         self.tree = DuplicatesTree(loader, self)
-        self.tree.mark_changed.connect(self._mark_changed)
         self.tree.command.connect(self._command)
         self.tree.doubleClicked.connect(lambda _i: self._with_record(lambda r: files.open_file(r.path)))
 
@@ -136,12 +136,13 @@ class DuplicatesDialog(QDialog):
         """Search for groups at the threshold shown (cancels a search in progress and runs again)."""
         if self.calls.running:
             self._rerun = True
-            self.calls.cancel.set()
+            if self._finding:
+                self.calls.cancel.set()
             return
         threshold, references, variants = self.threshold.value(), self.reference_folders, self.variants.isChecked()
         self._start("Finding duplicates…", lambda: self.engine.duplicate_groups(
             threshold, reference_folders=references, progress=self.calls.progress.emit, cancel=self.calls.cancel,
-            variants=variants), self._show_groups)
+            variants=variants), self._show_groups, finding=True)
 
     def groups(self) -> list[list[str]]:
         """The paths shown, group by group, the keeper first."""
@@ -163,7 +164,7 @@ class DuplicatesDialog(QDialog):
         group, image_id = self.tree.current()
         if image_id is not None:
             self.review.keep(group, image_id)
-            self.tree.fill_group(self.review, group)
+            self.tree.model_.refresh_group(group)
             self.tree.go_to(group, image_id)
 
     def toggle_marks(self) -> None:
@@ -173,7 +174,7 @@ class DuplicatesDialog(QDialog):
             if image_id is not None:
                 self.review.toggle(g, image_id)
         for g in sorted({g for g, _ in chosen if g is not None}):
-            self.tree.fill_group(self.review, g)
+            self.tree.model_.refresh_group(g)
         if group is not None:
             self.tree.go_to(group, current)
 
@@ -204,8 +205,7 @@ class DuplicatesDialog(QDialog):
         def hide(_count) -> None:
             where = next((n for n, g in enumerate(self.review.groups) if g is found), None)
             if where is not None:
-                self.review.drop(where)
-                self.tree.drop_group(self.review, where)
+                self.tree.model_.drop_group(where)  # and from the review
                 if self.review.groups:
                     self.tree.go_to(min(where, len(self.review.groups) - 1))
             self.status.setText("Marked as not duplicates: hidden from later runs until Reset Decisions.")
@@ -262,8 +262,9 @@ class DuplicatesDialog(QDialog):
         self.find()  # the index changed: groups are found again
 
     # -- running ----------------------------------------------------------------------------------
-    def _start(self, text: str, job: Callable[[], object], done: Callable[[object], None]) -> None:
-        self._rerun = False
+    def _start(self, text: str, job: Callable[[], object], done: Callable[[object], None],
+               finding: bool = False) -> None:
+        self._rerun, self._finding = False, finding
         self.status.setText(text)
 
         def then(result) -> None:
@@ -299,12 +300,6 @@ class DuplicatesDialog(QDialog):
         {"mark": self.toggle_marks, "keep": self.keep_current, "compare": self.compare,
          "trash": lambda: self.act("trash"), "next": lambda: self.tree.step_group(1),
          "previous": lambda: self.tree.step_group(-1)}[name]()
-
-    def _mark_changed(self, group: int, image_id: str, marked: bool) -> None:
-        if self.review.set_mark(group, image_id, marked):
-            self.tree.update_header(self.review, group)
-        else:
-            QTimer.singleShot(0, lambda: self.tree.fill_group(self.review, group))  # not inside itemChanged
 
     def _with_record(self, action) -> None:
         group, image_id = self.tree.current()

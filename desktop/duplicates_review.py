@@ -85,8 +85,9 @@ class Review:
         return self.set_mark(group, image_id, image_id not in self._marks)
 
     def marks(self) -> list[str]:
-        """The marked image ids of the groups still shown, group by group."""
-        return [r.id for g in range(len(self.groups)) for r in self.rows(g) if r.marked]
+        """The marked image ids of the groups still shown, group by group (never a keeper: `keep` unmarks it
+        and `set_mark` refuses it)."""
+        return [m.record.id for g in self.groups for m in g.members if m.record.id in self._marks]
 
     def marked_groups(self) -> list[Group]:
         """The groups with at least one mark (what core.file_actions.plan gets with `marks`)."""

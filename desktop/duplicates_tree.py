@@ -1,129 +1,60 @@
-"""The duplicates window's list: a QTreeView over a QStandardItemModel, one top-level row per group and one
-child row per member, the keeper first. Marks are the members' check boxes; thumbnails come from the
-window's ThumbnailLoader (desktop/thumbnails.py) and are set when they arrive.
-"""
+"""The duplicates window's list: a QTreeView over desktop.duplicates_model.DuplicatesModel, with the
+window's keys and where the user is (group, image id)."""
 
 from __future__ import annotations
 
-import time
-
-import shiboken6
 from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QTreeView, QWidget
 
-from core.duplicates import KEEPER
-from desktop import files
-from desktop.duplicates_review import Review, Row
-from desktop.index_widgets import plural
-from desktop.thumbnails import ThumbnailLoader, thumbnail_key
+from desktop.duplicates_model import ID_ROLE, DuplicatesModel
+from desktop.duplicates_review import Review
+from desktop.thumbnails import ThumbnailLoader
 
-ID_ROLE = Qt.ItemDataRole.UserRole  # a member row's image id
-GROUP_ROLE = Qt.ItemDataRole.UserRole + 1  # the group's index in Review.groups (top-level rows)
 ICON = QSize(64, 64)
-COLUMNS = ["Image", "Kind", "Score", "Size", "Dimensions", "Date", "Folder"]
-KEEPER_BADGE = "★ keep"
+PREPARE_AHEAD = 60  # groups below the top of the view expanded ahead of the user (a screenful and more)
 KEYS = {Qt.Key.Key_Space: "mark", Qt.Key.Key_K: "keep", Qt.Key.Key_C: "compare", Qt.Key.Key_Delete: "trash",
         Qt.Key.Key_N: "next", Qt.Key.Key_P: "previous"}
 
 
 class DuplicatesTree(QTreeView):
-    """Emits `mark_changed(group, image id, marked)` when the user ticks or unticks a box, and `command(name)`
-    for the window's keys (KEYS: they act on the current row, so they are read here, not as window shortcuts
-    that would also fire while the threshold box has the focus)."""
+    """Emits `command(name)` for the window's keys (KEYS: they act on the current row, so they are read here,
+    not as window shortcuts that would also fire while the threshold box has the focus)."""
 
-    mark_changed = Signal(int, str, bool)
     command = Signal(str)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None):
         super().__init__(parent)
-        self.model_ = QStandardItemModel(self)
-        self.model_.setHorizontalHeaderLabels(COLUMNS)
+        self.model_ = DuplicatesModel(loader, self)
         self.setModel(self.model_)
         self.setIconSize(ICON)
         self.setUniformRowHeights(False)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setColumnWidth(0, 280)
         self.setColumnWidth(1, 200)
-        self._loader = loader
-        self._icons: dict[str, QIcon] = {}
-        self._waiting: dict[str, list[QStandardItem]] = {}
-        self._filling = False
-        loader.loaded.connect(self._thumbnail_loaded)
-        self.model_.itemChanged.connect(self._item_changed)
+        self._prepared: set[int] = set()  # groups expanded, their header spanning every column
+        self.model_.modelReset.connect(self._reset)
+        self.verticalScrollBar().valueChanged.connect(lambda _v: self._prepare_near(self._top_group()))
 
-    # -- filling ----------------------------------------------------------------------------------
     def show_review(self, review: Review) -> None:
-        self.setModel(None)  # filled detached: a view re-lays itself out on every row added (quadratic)
-        self.model_.removeRows(0, self.model_.rowCount())
-        self._waiting.clear()
-        self._loader.clear()
-        for group in range(len(review.groups)):
-            header = QStandardItem()
-            header.setEditable(False)
-            self.model_.appendRow(header)
-            self.fill_group(review, group)
-        self.setModel(self.model_)
-        for group in range(len(review.groups)):
-            self.setFirstColumnSpanned(group, QModelIndex(), True)
-        self.expandAll()
+        self.model_.set_review(review)
 
-    def fill_group(self, review: Review, group: int) -> None:
-        """(Re)write group `group`'s rows from `review` (after keep-this, or a refused mark)."""
-        self._filling = True
-        try:
-            header = self.update_header(review, group)
-            header.removeRows(0, header.rowCount())
-            for row in review.rows(group):
-                header.appendRow(self._row(row, review.reason(group)))
-        finally:
-            self._filling = False
+    def _reset(self) -> None:
+        self._prepared.clear()
+        self._prepare_near(0)
 
-    def update_header(self, review: Review, group: int) -> QStandardItem:
-        """Group `group`'s top-level row: its kind, size, keeper with the reason, and how many are marked."""
-        header = self.model_.item(group)
-        header.setData(group, GROUP_ROLE)
-        rows = review.rows(group)
-        header.setText(f"Group {group + 1} · {review.groups[group].kind} · {plural(len(rows), 'image')} · "
-                       f"keep {rows[0].member.record.name} ({review.reason(group)}) · "
-                       f"{sum(r.marked for r in rows)} marked")
-        return header
+    def _top_group(self) -> int:
+        index = self.indexAt(self.viewport().rect().topLeft())
+        return (index.parent().row() if index.parent().isValid() else index.row()) if index.isValid() else 0
 
-    def drop_group(self, review: Review, group: int) -> None:
-        """Remove group `group`'s rows (Review.drop already done); the groups after it are renumbered."""
-        self.model_.removeRow(group)
-        for n in range(group, self.model_.rowCount()):
-            self.fill_group(review, n)
-
-    def _row(self, row: Row, reason: str) -> list[QStandardItem]:
-        record = row.member.record
-        image = QStandardItem(record.name)
-        image.setData(record.id, ID_ROLE)
-        image.setToolTip(record.path)
-        image.setEditable(False)
-        if row.markable:
-            image.setCheckable(True)
-            image.setCheckState(Qt.CheckState.Checked if row.marked else Qt.CheckState.Unchecked)
-        elif row.member.reference:
-            image.setToolTip(f"{record.path}\nIn a reference folder: never marked, never moved")
-        key = thumbnail_key(record)
-        if key in self._icons:
-            image.setIcon(self._icons[key])
-        else:
-            self._waiting.setdefault(key, []).append(image)
-            self._loader.request(record)
-        kind = f"{KEEPER_BADGE} ({reason})" if row.kind == KEEPER else row.kind
-        if row.member.variant:
-            kind += f" ({row.member.variant})"
-        if row.member.reference:
-            kind += " · reference"
-        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.mtime_ns / 1e9))
-        texts = [kind, f"{row.score:.4f}", files.human_size(record.size), f"{record.width} × {record.height}", date,
-                 record.folder]
-        cells = [image] + [QStandardItem(t) for t in texts]
-        for cell in cells[1:]:
-            cell.setEditable(False)
-        return cells
+    def _prepare_near(self, group: int) -> None:
+        """Expand (and span) the groups from a little above `group` to PREPARE_AHEAD below it. Done as the list
+        scrolls, not for every group at once: QTreeView.expandAll asks the model about every row (100k
+        images: seconds in the GUI thread)."""
+        for g in range(max(group - 5, 0), min(group + PREPARE_AHEAD, self.model_.rowCount())):
+            if g not in self._prepared:
+                self._prepared.add(g)
+                self.setFirstColumnSpanned(g, QModelIndex(), True)
+                self.expand(self.model_.index(g, 0))
 
     # -- where the user is ------------------------------------------------------------------------
     def current(self) -> tuple[int | None, str | None]:
@@ -143,11 +74,11 @@ class DuplicatesTree(QTreeView):
 
     def go_to(self, group: int, image_id: str | None = None) -> None:
         """Make a member (or the group's keeper row) current and visible."""
-        header = self.model_.item(group)
-        if header is None:
+        if not 0 <= group < self.model_.rowCount():
             return
-        row = next((n for n in range(header.rowCount()) if header.child(n).data(ID_ROLE) == image_id), 0)
-        index = header.child(row).index() if header.rowCount() else header.index()
+        self._prepare_near(group)
+        ids = self.image_ids(group)
+        index = self.model_.index(ids.index(image_id) if image_id in ids else 0, 0, self.model_.index(group, 0))
         self.setCurrentIndex(index)
         self.scrollTo(index)
 
@@ -159,10 +90,9 @@ class DuplicatesTree(QTreeView):
             self.go_to(min(max((group if group is not None else -step) + step, 0), count - 1))
 
     def image_ids(self, group: int) -> list[str]:
-        header = self.model_.item(group)
-        return [header.child(n).data(ID_ROLE) for n in range(header.rowCount())]
+        """The group's image ids as shown, the keeper first."""
+        return [r.id for r in self.model_.rows(group)]
 
-    # -- events -----------------------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:
         plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if plain and event.key() in KEYS:
@@ -170,15 +100,3 @@ class DuplicatesTree(QTreeView):
             event.accept()
         else:
             super().keyPressEvent(event)
-
-    def _item_changed(self, item: QStandardItem) -> None:
-        if not self._filling and item.isCheckable() and item.parent() is not None:
-            self.mark_changed.emit(item.parent().row(), item.data(ID_ROLE), item.checkState() == Qt.CheckState.Checked)
-
-    def _thumbnail_loaded(self, key: str, image: QImage) -> None:
-        if image.isNull():
-            return
-        icon = self._icons[key] = QIcon(QPixmap.fromImage(image))
-        for item in self._waiting.pop(key, ()):
-            if shiboken6.isValid(item):  # not removed meanwhile (keep-this rewrites a group's rows)
-                item.setIcon(icon)

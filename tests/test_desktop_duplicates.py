@@ -63,23 +63,34 @@ def find(qtbot, dialog: DuplicatesDialog) -> None:
     assert "group" in dialog.status.text(), dialog.status.text()
 
 
+def member(dialog: DuplicatesDialog, group: int, row: int, column: int = 0):
+    model = dialog.tree.model_
+    return model.index(row, column, model.index(group, 0))
+
+
+def header_text(dialog: DuplicatesDialog, group: int) -> str:
+    return dialog.tree.model_.index(group, 0).data()
+
+
 def row_texts(dialog: DuplicatesDialog, group: int) -> list[list[str]]:
-    header = dialog.tree.model_.item(group)
-    return [[dialog.tree.model_.itemFromIndex(header.child(r).index().siblingAtColumn(c)).text() for c in range(3)]
-            for r in range(header.rowCount())]
+    rows = dialog.tree.model_.rowCount(dialog.tree.model_.index(group, 0))
+    return [[member(dialog, group, r, c).data() for c in range(3)] for r in range(rows)]
 
 
 def checked(dialog: DuplicatesDialog, group: int) -> list[bool | None]:
-    header = dialog.tree.model_.item(group)
-    return [(header.child(r).checkState() == Qt.CheckState.Checked) if header.child(r).isCheckable() else None
-            for r in range(header.rowCount())]
+    """Each row's check box: True/False, None where there is none."""
+    rows = dialog.tree.model_.rowCount(dialog.tree.model_.index(group, 0))
+    boxes = [member(dialog, group, r) for r in range(rows)]
+    return [None if not i.flags() & Qt.ItemFlag.ItemIsUserCheckable
+            else Qt.CheckState(i.data(Qt.ItemDataRole.CheckStateRole)) == Qt.CheckState.Checked for i in boxes]
 
 
 def test_groups_show_keeper_reason_kinds_and_default_marks(qtbot, dialog, library):
     find(qtbot, dialog)
     p = {k: str(v) for k, v in library.items()}
     assert dialog.groups() == [[p["original"], p["copy"], p["q60"]], [p["ref"], p["ref_copy"], p["ref_q60"]]]
-    qtbot.waitUntil(lambda: not dialog.tree.model_.item(0).child(0).icon().isNull(), timeout=WAIT_MS)  # thumbnail
+    qtbot.waitUntil(lambda: member(dialog, 0, 0).data(Qt.ItemDataRole.DecorationRole) is not None,
+                    timeout=WAIT_MS)  # the thumbnail came
     texts = row_texts(dialog, 0)
     assert texts[0][1].startswith("★ keep (") and texts[0][1][len("★ keep ("):-1] in RULE_REASONS.values()
     assert [t[1] for t in texts[1:]] == ["exact", "near-duplicate"]
@@ -118,10 +129,12 @@ def test_keyboard_navigation_marks_and_keep_this(qtbot, dialog, library):
     assert checked(dialog, 0) == [None, True, True]
     assert copy_id not in dialog.review.marks()
     # A click on a box marks as Space does, and the group's line counts it.
-    box = dialog.tree.model_.item(0).child(2)
-    box.setCheckState(Qt.CheckState.Unchecked)
+    box = member(dialog, 0, 2)
+    assert dialog.tree.model_.setData(box, Qt.CheckState.Unchecked.value, Qt.ItemDataRole.CheckStateRole)
     assert box.data(Qt.ItemDataRole.UserRole) not in dialog.review.marks()
-    assert dialog.tree.model_.item(0).text().endswith("· 1 marked")
+    assert header_text(dialog, 0).endswith("· 1 marked")
+    assert not dialog.tree.model_.setData(member(dialog, 0, 0), Qt.CheckState.Checked.value,
+                                          Qt.ItemDataRole.CheckStateRole)  # the keeper
 
 
 def test_review_without_qt():
@@ -222,6 +235,7 @@ def test_delete_marked_to_trash_then_undo(qtbot, dialog, library, engine, isolat
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS) as undone:
         dialog.undo_button.click()
     assert sorted(undone.args[0].done) == sorted(str(p) for p in marked.values())
+    assert not undone.args[0].cancelled
     assert all(p.exists() for p in marked.values()) and list((isolated_trash / "files").iterdir()) == []
     assert all(engine.store.get(i) is not None for i in ids.values())
     qtbot.waitUntil(lambda: len(dialog.groups()) == 2, timeout=WAIT_MS)
@@ -243,7 +257,7 @@ def test_not_duplicates_hides_the_group_on_later_runs_until_reset(qtbot, dialog,
     dialog.not_dups_button.click()
     qtbot.waitUntil(lambda: len(dialog.groups()) == 1, timeout=WAIT_MS)
     assert dialog.groups()[0][0] == str(library["ref"])
-    assert dialog.tree.model_.item(0).text().startswith("Group 1 ·")
+    assert header_text(dialog, 0).startswith("Group 1 ·")
     find(qtbot, dialog)
     assert [g[0] for g in dialog.groups()] == [str(library["ref"])]
     with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
@@ -266,12 +280,16 @@ def test_move_marked_to_folder_keeps_relative_paths_and_undo_brings_them_back(qt
     monkeypatch.setattr("desktop.duplicates_dialog.QFileDialog.getExistingDirectory", lambda *a, **k: str(dest))
     asked: list[str] = []
     monkeypatch.setattr(dialog, "confirm", lambda text: asked.append(text) or True)
+    copy_id = dialog.tree.image_ids(0)[1]
+    dialog.tree.go_to(0, copy_id)
+    qtbot.keyClick(dialog.tree, Qt.Key.Key_K)  # keep the copy: the engine's keeper is moved instead
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
         dialog.move_button.click()
     assert asked[0].startswith("Move 3 files") and str(dest) in asked[0]
     lib = tmp_path / "lib"
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*.jpg")) == sorted(
-        str(library[k].relative_to(lib)) for k in ("copy", "q60", "ref_copy"))
+        str(library[k].relative_to(lib)) for k in ("original", "q60", "ref_copy"))
+    assert library["copy"].exists()
     qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
     with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS):
         dialog.undo_button.click()
@@ -319,3 +337,39 @@ def test_main_window_results_drop_trashed_files(qtbot, tmp_path, library, shared
     assert str(library["q60"]) not in shown()
     assert str(library["original"]) in shown()
     window.close()
+
+
+def test_a_long_list_expands_groups_as_the_user_gets_near(qtbot, tmp_path):
+    from core.duplicates import Group, Member
+    from core.store.base import ImageRecord
+    from desktop.duplicates_review import Review
+    from desktop.duplicates_tree import PREPARE_AHEAD, DuplicatesTree
+
+    def member(name: str, kind: str) -> Member:
+        return Member(ImageRecord(name, (str(tmp_path / f"{name}.jpg"),), 100, 0, 0, 0, name * 4, 10, 10), kind,
+                      0.99, False)
+
+    loader = ThumbnailLoader(64, tmp_path / "thumbs")
+    tree = DuplicatesTree(loader)
+    qtbot.addWidget(tree)
+    tree.show_review(Review([Group((member(f"a{i}", "keeper"), member(f"b{i}", "exact")), "oldest")
+                             for i in range(3 * PREPARE_AHEAD)]))
+    model = tree.model_
+    far = 2 * PREPARE_AHEAD
+    assert tree.isExpanded(model.index(0, 0)) and not tree.isExpanded(model.index(far, 0))
+    tree.go_to(far, f"b{far}")
+    assert tree.isExpanded(model.index(far, 0)) and tree.current() == (far, f"b{far}")
+    loader.shutdown()
+
+
+def test_a_new_threshold_during_an_action_waits_for_it(qtbot, dialog, engine, monkeypatch):
+    find(qtbot, dialog)
+    gate = threading.Event()
+    undo = engine.undo_last_action
+    monkeypatch.setattr(engine, "undo_last_action", lambda: (gate.wait(WAIT_MS / 1000), undo())[1])
+    dialog.undo_button.click()
+    dialog.find()  # as the threshold box does: it must not cancel the undo
+    assert not dialog.calls.cancel.is_set()
+    gate.set()
+    with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):  # then the search runs
+        pass
