@@ -292,8 +292,9 @@ class MainWindow(QMainWindow):
             return
         self.controls.settle()
         QApplication.instance().removeEventFilter(self)
-        self.session.shutdown()
-        self.loader.shutdown()
+        # Dialogs first: a duplicates action in progress stops between files before the index closes.
         for dialog in (self.settings_dialog, self.duplicates_dialog, self.jobs.report_dialog, self.errors.box):
             if dialog is not None:
                 dialog.close()
+        self.session.shutdown()
+        self.loader.shutdown()
