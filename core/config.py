@@ -174,6 +174,12 @@ def settings_from_arguments(args: argparse.Namespace, **overrides) -> Settings:
     return Settings.load({**flagged_settings(args), **overrides}, config_file=getattr(args, "config", None))
 
 
+def cache_dir() -> Path:
+    """Where caches live (thumbnails, int8 graphs, the runtime choice): IMAGE_SEARCH_CACHE_DIR, or the user
+    cache folder. Anything in it can be deleted; it is made again when needed."""
+    return Path(os.environ.get("IMAGE_SEARCH_CACHE_DIR") or platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import APP_NAME, PRECISIONS, RUNTIMES, ConfigError
+from core.config import PRECISIONS, RUNTIMES, ConfigError, cache_dir
 from core.onnx_vgg import build_graph, preprocess
 
 log = logging.getLogger(__name__)
@@ -393,13 +393,6 @@ def _keras(descriptor: str, params: dict, precision: str):
 
 
 # --- the per-machine cache --------------------------------------------------------------------------------------
-
-def cache_dir() -> Path:
-    """Where int8 graphs and measurements are kept: IMAGE_SEARCH_CACHE_DIR, or the user cache dir."""
-    import platformdirs
-
-    return Path(os.environ.get("IMAGE_SEARCH_CACHE_DIR") or platformdirs.user_cache_dir(APP_NAME, appauthor=False))
-
 
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version

@@ -10,6 +10,7 @@ file's access time, set explicitly on every hit (mount options like noatime woul
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import threading
@@ -18,12 +19,38 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.config import cache_dir
 from core.images import load_image
+from core.store.base import ImageRecord
+
+THUMBNAIL_SIZE = 320  # px, the longer side: sharp in the desktop's 160 px cells on 2x screens; the API serves them too
 
 
-def thumbnail_key(image_id: str, mtime_ns: int) -> str:
-    """Changes when the file does, so an edited image never shows a stale thumbnail."""
-    return f"{image_id}-{mtime_ns}"
+def file_version(size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """A short hex digest of what says a file may have changed: size, mtime, ctime and inode (the indexer's
+    rule: copy tools that keep mtime and size still change ctime or inode)."""
+    text = f"{size}:{mtime_ns}:{ctime_ns}:{inode}".encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
+
+
+def record_version(record: ImageRecord) -> str:
+    """file_version of the file as it was indexed."""
+    return file_version(record.size, record.mtime_ns, record.ctime_ns, record.inode)
+
+
+def stat_version(st: os.stat_result) -> str:
+    """file_version of the file as it is now."""
+    return file_version(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def thumbnail_key(image_id: str, version: str) -> str:
+    """Changes when the file does, so an edited or replaced image never shows a stale thumbnail."""
+    return f"{image_id}-{version}"
+
+
+def default_cache() -> ThumbnailCache:
+    """The one thumbnail cache of this user, shared by the desktop and the API: `<cache_dir>/thumbnails`."""
+    return ThumbnailCache(cache_dir() / "thumbnails", THUMBNAIL_SIZE)
 
 
 DEFAULT_MAX_BYTES = 512 * 2**20  # about 30k thumbnails of 320 px
@@ -40,11 +67,11 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._writes_until_check = 1  # the first write checks: the cache may have outgrown a new limit
 
-    def path(self, image_id: str, mtime_ns: int, source: str) -> Path:
+    def path(self, image_id: str, version: str, source: str) -> Path:
         """The cached JPEG of this version of the file, rendered first if needed.
 
         Raises ImageError when the file cannot be decoded and OSError when the cache cannot be written."""
-        target = self.folder / f"{thumbnail_key(image_id, mtime_ns)}-{self.size}.jpg"
+        target = self.folder / f"{thumbnail_key(image_id, version)}-{self.size}.jpg"
         try:
             made = target.stat().st_mtime_ns
         except OSError:

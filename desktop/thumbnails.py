@@ -6,29 +6,23 @@ import logging
 import threading
 from pathlib import Path
 
-import platformdirs
 from PIL import Image
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from core.config import APP_NAME
 from core.images import ImageError, LoadedImage, load_image
 from core.store import ImageRecord
-from core.thumbnails import ThumbnailCache
+from core.thumbnails import THUMBNAIL_SIZE, ThumbnailCache, default_cache, record_version
 from core.thumbnails import thumbnail_key as core_thumbnail_key
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 320  # longest side of the cached JPEGs: sharp in 160 px cells on 2x screens
 DECODE_THREADS = 2  # the machine's other cores index and search
 
 
-def default_cache_dir() -> Path:
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "thumbnails"
-
-
 def thumbnail_key(record: ImageRecord) -> str:
-    return core_thumbnail_key(record.id, record.mtime_ns)
+    """The key of a record's thumbnail: its id and the version of its file as indexed."""
+    return core_thumbnail_key(record.id, record_version(record))
 
 
 def decode_thumbnail(source: str | bytes, size: int) -> QImage:
@@ -60,7 +54,7 @@ class ThumbnailLoader(QObject):
     def __init__(self, size: int, cache_dir: Path | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.size = size
-        self.cache = ThumbnailCache(cache_dir if cache_dir is not None else default_cache_dir(), CACHE_SIZE)
+        self.cache = ThumbnailCache(cache_dir, THUMBNAIL_SIZE) if cache_dir is not None else default_cache()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(DECODE_THREADS)
         self._lock = threading.Lock()
@@ -104,10 +98,10 @@ class ThumbnailLoader(QObject):
 
     def _thumbnail(self, record: ImageRecord) -> QImage:
         try:
-            image = QImage(str(self.cache.path(record.id, record.mtime_ns, record.path)))
+            image = QImage(str(self.cache.path(record.id, record_version(record), record.path)))
         except OSError as exc:  # the disk cache is optional: decode in memory instead
             log.debug("thumbnail cache %s: %s", self.cache.folder, exc)
-            image = decode_thumbnail(record.path, CACHE_SIZE)
+            image = decode_thumbnail(record.path, THUMBNAIL_SIZE)
         if max(image.width(), image.height()) > self.size:
             image = image.scaled(self.size, self.size, Qt.AspectRatioMode.KeepAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)

@@ -14,6 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _session_cache = Path(tempfile.mkdtemp(prefix="image-search-test-cache-"))
 atexit.register(shutil.rmtree, _session_cache, ignore_errors=True)
+# Set now as well as in _isolated_env: module-scoped fixtures build apps (and their thumbnail caches) first.
+os.environ["IMAGE_SEARCH_CACHE_DIR"] = str(_session_cache)
 
 from bench.photos import write_photos  # noqa: E402
 from core.config import Settings  # noqa: E402

@@ -20,12 +20,13 @@ from PIL import Image
 
 from core.api import create_app
 from core.api.shapes import hit_json, record_json
-from core.config import Settings
+from core.config import Settings, cache_dir
 from core.engine import Engine
 from core.indexer import IndexProgress, IndexReport
 from core.model import WeightsError
 from core.store import new_image_id
 from core.store.base import Hit, IdentityMismatch, ImageRecord, StoreError
+from core.thumbnails import THUMBNAIL_SIZE
 
 # Six photos are enough to rank; each costs a VGG16 pass, so the index is built once per module.
 INDEXED = ["astronaut", "coffee", "chelsea", "rocket", "coins", "moon"]
@@ -194,7 +195,7 @@ def test_search_accepts_the_original_projects_request(client, indexed):
         thumb = base64.b64decode(encoded)
         assert thumb == client.get(result["thumbnail_url"]).data
         with Image.open(io.BytesIO(thumb)) as image:
-            assert max(image.size) == 256
+            assert max(image.size) == THUMBNAIL_SIZE
     # Any other field (or a query parameter) makes it today's request: no threshold, no images_data.
     for request in ({"json": {"image": b64(data), "k": 10}}, {"json": {"image": b64(data)}, "query_string": "k=3"}):
         assert "images_data" not in client.post("/api/search", **request).get_json()
@@ -371,10 +372,10 @@ def test_thumbnail_is_a_cached_small_jpeg(client, indexed):
     response = client.get(f"/api/images/{record.id}/thumbnail")
     assert response.status_code == 200 and response.mimetype == "image/jpeg"
     with Image.open(io.BytesIO(response.data)) as thumb:
-        assert thumb.format == "JPEG" and max(thumb.size) == 256
+        assert thumb.format == "JPEG" and max(thumb.size) == THUMBNAIL_SIZE
     assert "max-age" in response.headers["Cache-Control"] and "private" in response.headers["Cache-Control"]
     etag = response.headers["ETag"]
-    cached = list((Path(indexed.settings.data_dir) / "cache" / "thumbnails").glob(f"{record.id}-*.jpg"))
+    cached = list((cache_dir() / "thumbnails").glob(f"{record.id}-*.jpg"))
     assert len(cached) == 1
     made = cached[0].stat().st_mtime_ns
     again = client.get(f"/api/images/{record.id}/thumbnail", headers={"If-None-Match": etag})
@@ -390,7 +391,7 @@ def test_thumbnail_follows_a_changed_file(client, indexed):
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
         second = client.get(f"/api/images/{record.id}/thumbnail")
         assert second.status_code == 200 and second.headers["ETag"] != first
-        cached = list((Path(indexed.settings.data_dir) / "cache" / "thumbnails").glob(f"{record.id}-*.jpg"))
+        cached = list((cache_dir() / "thumbnails").glob(f"{record.id}-*.jpg"))
         assert len(cached) == 1  # the stale one was removed
     finally:
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))

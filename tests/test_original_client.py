@@ -19,6 +19,7 @@ import pytest
 from core.config import Settings
 from core.engine import Engine
 from core.server import ApiServer
+from core.thumbnails import THUMBNAIL_SIZE
 from tests.test_web_page import WAIT_S, browser, require_browser  # noqa: F401 - browser is a fixture
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "coins", "moon"]
@@ -106,7 +107,7 @@ def test_the_original_client_draws_the_results(setup, browser):  # noqa: F811 - 
     # Every photo passes 0.5 with the random weights (their similarities are 0.77-0.99): six images drawn.
     WebDriverWait(browser, WAIT_S).until(lambda d: len(drawn_images(d)) == len(PHOTOS)
                                          and all(w > 0 for w in drawn_images(d)))
-    assert max(drawn_images(browser)) == 256  # the thumbnails, at most 256 px a side
+    assert max(drawn_images(browser)) == THUMBNAIL_SIZE  # the thumbnails, at most THUMBNAIL_SIZE px a side
     assert browser.find_element(By.ID, "message").text == ""
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, send_file
@@ -16,13 +15,12 @@ from core.api.security import add_response_headers, guard_request, is_loopback, 
 from core.assets import resources_path
 from core.config import Settings
 from core.jobs import queue_for
-from core.thumbnails import ThumbnailCache
+from core.thumbnails import default_cache
 
 if TYPE_CHECKING:
     from core.engine import Engine
 
 WEB_DIR = resources_path("web")
-THUMB_SIZE = 256  # px, the longer side of /thumbnail
 MB = 1024 * 1024
 
 
@@ -41,7 +39,7 @@ def create_app(engine: Engine, settings: Settings) -> Flask:
         engine=engine,
         settings=settings,
         jobs=queue_for(engine),
-        thumbnails=ThumbnailCache(Path(settings.data_dir).expanduser() / "cache" / "thumbnails", THUMB_SIZE),
+        thumbnails=default_cache(),
         upload_limit=upload_limit,
         token=settings.api_token.encode("utf-8") if settings.api_token else None,
         cors_origins=parse_origins(settings.api_cors_origins),

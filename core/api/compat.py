@@ -33,7 +33,7 @@ def is_original_request(fields: Mapping) -> bool:
 
 
 def original_results(hits: list[Hit], started: float) -> Response:
-    """Today's {"results", "took_ms"} plus `images_data` (base64 JPEG thumbnails, at most 256 px a side, in
+    """Today's {"results", "took_ms"} plus `images_data` (base64 JPEG thumbnails, at most 320 px a side, in
     the order of `results`; null for a hit whose file can no longer be read), or plus `message` when there
     are no hits. Browsers sniff image bytes, so the client's data:image/png URLs show the JPEGs."""
     payload = results_payload(hits, started)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import NotFound, ServiceUnavailable
 from core.api.context import ctx
 from core.images import ImageError
 from core.store.base import ImageRecord
+from core.thumbnails import stat_version
 
 
 def indexed_record(image_id: str) -> ImageRecord:
@@ -40,9 +41,9 @@ def indexed_file(record: ImageRecord) -> os.stat_result:
 def thumbnail_file(record: ImageRecord) -> Path:
     """The cached JPEG thumbnail of the record's file (made now if needed). NotFound when the file is gone or
     no longer decodes, ServiceUnavailable when the cache cannot be written."""
-    mtime_ns = indexed_file(record).st_mtime_ns
+    version = stat_version(indexed_file(record))
     try:
-        return ctx().thumbnails.path(record.id, mtime_ns, record.path)
+        return ctx().thumbnails.path(record.id, version, record.path)
     except ImageError as exc:
         raise NotFound(f"the indexed file can no longer be decoded: {exc.reason}") from None
     except OSError as exc:

@@ -96,7 +96,8 @@ def similar(image_id: str) -> Response:
 
 @api.get("/images/<image_id>/thumbnail")
 def thumbnail(image_id: str) -> Response:
-    """The cached JPEG thumbnail (at most app.THUMB_SIZE px a side), privately cacheable for THUMB_MAX_AGE_S."""
+    """The cached JPEG thumbnail (at most core.thumbnails.THUMBNAIL_SIZE px a side), privately cacheable for
+    THUMB_MAX_AGE_S."""
     record = indexed_record(image_id)
     path = thumbnail_file(record)
     response = send_file(path, mimetype="image/jpeg", etag=path.stem, conditional=True, max_age=THUMB_MAX_AGE_S)
