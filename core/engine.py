@@ -21,7 +21,7 @@ from core.model import (
     resolve_weights,
     to_model_pixels,
 )
-from core.paths import display_path, is_text, query_words, words_match
+from core.paths import display_path, is_text
 from core.scan import is_under
 from core.store import (
     Hit,
@@ -32,7 +32,7 @@ from core.store import (
     VectorStore,
     open_store,
 )
-from core.store.annotations import Annotation, Annotations, PhotoFilter, annotations_for
+from core.store.annotations import Annotation, Annotations, PhotoFilter, annotations_for, matches, search_words
 from core.store.embedded import mismatch_message
 
 SCAN_STATE_FILE = "scan-state.json"  # each root's device and mount points at its last scan (core/indexer.py)
@@ -221,20 +221,7 @@ class Engine:
         """Images matching every word of `text` (in a name, folder, tag or the camera, core.paths rule) and
         `photo`, newest first by date taken (undated last); at most k. Candidates come from the
         annotations, each checked against its current record. Raises StoreError."""
-        words, photo = query_words(text), photo or PhotoFilter()
-        annotations, found, offset = self.annotations(), [], 0
-        page = max(2 * k, 100)
-        while len(found) < k:
-            ids = annotations.newest(words, photo.after, photo.before, photo.camera_words(), page, offset)
-            if not ids:
-                break
-            offset += len(ids)
-            records, notes = self.store.get_many(ids), annotations.get_many(ids)
-            found += [records[i] for i in ids if i in records and self._matches(records[i], notes.get(i), words)]
-        return found[:k]
-
-    def _matches(self, record: ImageRecord, note: Annotation | None, words: list[str]) -> bool:
-        return words_match(words, record.folded_fields() + (note.folded_fields() if note else []))
+        return search_words(self.store, self.annotations(), text, k, photo or PhotoFilter())
 
     def _knn(self, vector: np.ndarray, k: int, filters: SearchFilter, photo: PhotoFilter) -> list[Hit]:
         words = filters.words()
@@ -256,7 +243,7 @@ class Engine:
             if extra:
                 more = self.store.knn(vector, k, replace(filters, text=None, ids=frozenset(extra)))
                 notes = annotations.get_many(h.record.id for h in more)
-                hits += [h for h in more if self._matches(h.record, notes.get(h.record.id), words)]
+                hits += [h for h in more if matches(h.record, notes.get(h.record.id), words)]
         return sorted(hits, key=lambda h: -h.score)[:k]
 
     def close(self) -> None:

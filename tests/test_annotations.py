@@ -95,8 +95,9 @@ def test_tags_metadata_and_matching(backend, tmp_path, request):
     assert ids(before="2024-05-02") == {a, b}  # a date-only upper bound holds the whole day
     assert ids(after="2024-05-02", before="2024-05-02") == {b}
     assert ids(camera="nikon") == {b}
-    assert notes.newest([], None, None, [], 10) == [c, b, a]
-    assert notes.newest([], None, None, [], 2, 1) == [b, a]
+    assert list(notes.newest([], None, None, [], 10)) == [c, b, a]
+    assert list(notes.newest([], None, None, [], 2, 1)) == [b, a]
+    assert notes.newest([], None, None, [], 1)[c].camera is None
     notes.close()
 
     store.close()

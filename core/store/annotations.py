@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.metadata import PhotoMetadata
-from core.paths import fold, query_words
+from core.paths import fold, query_words, words_match
 from core.store.base import ImageRecord, StoreError, VectorStore
 
 SIDE_INDEX_SUFFIX = "-annotations"
@@ -178,11 +178,35 @@ class Annotations(Protocol):
         inclusive `taken_local` bounds (date_bound), and whose camera holds every folded camera word."""
 
     def newest(self, words: Sequence[str] | None, after: str | None, before: str | None,
-               camera: Sequence[str] | None, limit: int, offset: int = 0) -> list[str]:
-        """`matching_ids` ordered newest first by `taken_local` (undated last), one page of them."""
+               camera: Sequence[str] | None, limit: int, offset: int = 0) -> dict[str, Annotation]:
+        """The annotations of `matching_ids`, newest first by `taken_local` (undated last), one page of them
+        (a dict in that order)."""
 
     def close(self) -> None:
         """Release the connection (the store itself stays open)."""
+
+
+def matches(record: ImageRecord, note: Annotation | None, words: list[str]) -> bool:
+    """The one rule (core.paths.words_match) over a record's current names and folders, its tags and camera."""
+    return words_match(words, record.folded_fields() + (note.folded_fields() if note else []))
+
+
+def search_words(store: VectorStore, annotations: Annotations, text: str | None, k: int,
+                 photo: PhotoFilter) -> list[ImageRecord]:
+    """Images matching every word of `text` and `photo`, newest first by date taken (undated last); at most
+    k. Candidates come from the annotations a page at a time, each checked against its current record
+    (`matches`): a stale name in the annotations costs a match, never gives a wrong one. Raises StoreError."""
+    words, camera = query_words(text), photo.camera_words()
+    found: list[ImageRecord] = []
+    offset, page = 0, max(2 * k, 100)
+    while len(found) < k:
+        notes = annotations.newest(words, photo.after, photo.before, camera, page, offset)
+        if not notes:
+            break
+        offset += len(notes)
+        records = store.get_many(notes)
+        found += [records[i] for i, note in notes.items() if i in records and matches(records[i], note, words)]
+    return found[:k]
 
 
 def annotations_for(store: VectorStore) -> Annotations:
@@ -276,12 +300,16 @@ class _Base:
     def matching_ids(self, words=None, after=None, before=None, camera=None) -> set[str]:
         found: set[str] = set()
         offset = 0
-        while page := self.newest(words, after, before, camera, 10_000, offset):
+        while page := self._select(words, after, before, camera, 10_000, offset, False):
             found.update(page)
             offset += len(page)
         return found
 
-    def newest(self, words, after, before, camera, limit, offset=0) -> list[str]:
+    def newest(self, words, after, before, camera, limit, offset=0) -> dict[str, Annotation]:
+        return self._select(words, after, before, camera, limit, offset, True)
+
+    def _select(self, words, after, before, camera, limit, offset, full: bool) -> dict[str, Annotation | None]:
+        """One page of matches, newest first; with their annotations when `full` (else None each)."""
         raise NotImplementedError
 
 
@@ -304,7 +332,7 @@ class EmbeddedAnnotations(_Base):
             rows = self._db.execute(
                 "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words FROM annotations "
                 f"WHERE id IN ({marks})", ids).fetchall()
-        return {row[0]: Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7]))) for row in rows}
+        return {row[0]: _from_row(row) for row in rows}
 
     def _write(self, rows: dict[str, Annotation]) -> None:
         values = [(i, json.dumps(a.tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
@@ -333,7 +361,7 @@ class EmbeddedAnnotations(_Base):
         with self._lock, self._sqlite("forget annotations"):
             self._db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
 
-    def newest(self, words, after, before, camera, limit, offset=0) -> list[str]:
+    def _select(self, words, after, before, camera, limit, offset, full):
         where, args = ["1"], []
         for word in words or ():
             where.append("instr(words, ?) > 0")
@@ -348,11 +376,15 @@ class EmbeddedAnnotations(_Base):
         if before:
             where.append("taken_local <= ?")
             args.append(before)
-        sql = (f"SELECT id FROM annotations WHERE {' AND '.join(where)} "
+        columns = "id, tags, taken, taken_local, taken_source, camera, lens, path_words" if full else "id"
+        sql = (f"SELECT {columns} FROM annotations WHERE {' AND '.join(where)} "
                "ORDER BY taken_local IS NULL, taken_local DESC, id LIMIT ? OFFSET ?")
         with self._lock, self._sqlite("search the annotations"):
             self._db.create_function("fold", 1, lambda t: fold(t) if t else "", deterministic=True)
-            return [row[0] for row in self._db.execute(sql, [*args, limit, offset])]
+            rows = self._db.execute(sql, [*args, limit, offset]).fetchall()
+        if not full:
+            return dict.fromkeys(row[0] for row in rows)
+        return {row[0]: _from_row(row) for row in rows}
 
     def close(self) -> None:
         with self._lock:
@@ -426,7 +458,7 @@ class ElasticAnnotations(_Base):
             helpers.bulk(self._writer, ({"_op_type": "delete", "_index": self.index, "_id": i} for i in ids),
                          raise_on_error=False, refresh=True)
 
-    def newest(self, words, after, before, camera, limit, offset=0) -> list[str]:
+    def _select(self, words, after, before, camera, limit, offset, full):
         conditions: list[dict[str, Any]] = [{"wildcard": {"words": {"value": f"*{_escape(w)}*"}}}
                                             for w in words or ()]
         conditions += [{"wildcard": {"camera_words": {"value": f"*{_escape(w)}*"}}} for w in camera or ()]
@@ -437,13 +469,13 @@ class ElasticAnnotations(_Base):
         with self._store._guard("search the annotations"):
             if not self._exists():
                 return []
-            found: list[str] = []
+            found: dict[str, Annotation | None] = {}
             after_key = None
             skip = offset
             while len(found) < limit:
                 size = min(10_000, limit - len(found) + skip)
                 body: dict[str, Any] = {
-                    "query": {"bool": {"filter": conditions}}, "size": size, "_source": False,
+                    "query": {"bool": {"filter": conditions}}, "size": size, "_source": full,
                     "sort": [{"taken_local": {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
                     "track_total_hits": False}
                 if after_key is not None:
@@ -454,10 +486,10 @@ class ElasticAnnotations(_Base):
                 after_key = hits[-1]["sort"]
                 taken = hits[skip:]
                 skip = max(0, skip - len(hits))
-                found.extend(h["_id"] for h in taken)
+                found.update((h["_id"], _from_doc(h["_source"]) if full else None) for h in taken)
                 if len(hits) < size:
                     break
-        return found[:limit]
+        return dict(list(found.items())[:limit])
 
     def close(self) -> None:
         """Nothing to release: the client belongs to the store."""
@@ -483,6 +515,10 @@ class ElasticAnnotations(_Base):
             if exc.error != "resource_already_exists_exception":  # another process made it first
                 raise
         self._created = True
+
+
+def _from_row(row: tuple) -> Annotation:
+    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])))
 
 
 def _doc(image_id: str, a: Annotation) -> dict[str, Any]:
