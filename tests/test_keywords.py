@@ -16,6 +16,7 @@ from core.config import Settings
 from core.engine import Engine
 from core.store import SearchFilter
 from core.store.annotations import PhotoFilter
+from tests.test_web_page import browser, server  # noqa: F401 - fixtures of the browser test
 
 pytest_plugins = ["tests.es_fixtures"]
 
@@ -180,3 +181,31 @@ def test_api_tags_and_words_only_search(setup):
     body = client.get(f"/api/images/{city.id}/similar?after=2024-05-02&k=5").get_json()
     assert sorted(names(body["results"])) == ["Zürich.jpg", "city.jpg"]
     assert all("taken" in r for r in body["results"])
+
+
+def test_web_page_words_box_searches_without_an_image(request):
+    """In a real headless Chromium: words alone list matching images; with an image they filter it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_web_page import WAIT_S, card_ids
+
+    web, chromium = request.getfixturevalue("server"), request.getfixturevalue("browser")
+    engine = web.engine
+    coffee = engine.resolve(str(web.photos / "coffee.jpg")).id
+    moon = engine.resolve(str(web.photos / "moon.jpg")).id
+    engine.set_tags(coffee, ["Morning"])
+    engine.set_tags(moon, ["morning sky"])
+    chromium.get(web.url + "/")
+    box = chromium.find_element(By.ID, "words")
+    box.send_keys("MORNING", Keys.ENTER)
+    WebDriverWait(chromium, WAIT_S).until(lambda d: sorted(card_ids(d)) == sorted([coffee, moon]))
+    assert "newest first" in chromium.find_element(By.ID, "summary").text
+    box.clear()
+    box.send_keys("sky", Keys.ENTER)
+    WebDriverWait(chromium, WAIT_S).until(lambda d: card_ids(d) == [moon])
+    # Click it: an image search from it, still filtered by the words.
+    chromium.find_element(By.CSS_SELECTOR, f'#results .card[data-id="{moon}"] .card-hit').click()
+    WebDriverWait(chromium, WAIT_S).until(lambda d: "similar to" in d.find_element(By.ID, "summary").text)
+    assert card_ids(chromium) == [moon]
