@@ -470,11 +470,11 @@ class _Run:
                 self.report.warnings.append(("", f"cannot forget the tags of removed images: {exc}"))
 
     def annotate_unannotated(self, known: dict[str, ImageRecord]) -> None:
-        """Annotations for images of the scanned folders indexed before annotations existed."""
+        """Photo metadata for images of the scanned folders indexed before annotations existed."""
         if self.annotations is None or not known or self.cancelled():
             return
         try:
-            annotated = self.annotations.known_ids()
+            annotated = self.annotations.metadata_ids()
         except StoreError:
             return
         # Read back: the paths as this run wrote them (moves), and without the images it forgot.

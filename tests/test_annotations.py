@@ -105,9 +105,9 @@ def test_tags_metadata_and_matching(backend, tmp_path, request):
     store.initialize(IDENTITY)
     notes = annotations_for(store)
     assert notes.tags(a) == ["Café", "Strand", "STRASSE"]
-    assert notes.known_ids() == {a, b, c}
+    assert notes.metadata_ids() == {a, b, c}
     notes.forget([a])
-    assert notes.known_ids() == {b, c}
+    assert notes.metadata_ids() == {b, c}
     assert store.vector(b) is not None  # side data never touches a vector
     notes.close()
     store.close()

@@ -80,6 +80,15 @@ def test_metadata_is_read_while_indexing(setup):
     assert city.camera == "Apple iPhone 12" and city.taken_source == "exif"
     assert old.taken_source == "mtime" and old.camera is None
 
+    # An image indexed before annotations existed (no row), here tagged first: the next run reads its EXIF.
+    beach_id = engine.resolve(str(folder / "beach.jpg")).id
+    engine.annotations().forget([beach_id])
+    engine.set_tags(beach_id, ["kept"])
+    assert engine.annotations_of([beach_id])[beach_id].taken is None
+    engine.index([folder])
+    assert engine.annotations_of([beach_id])[beach_id].taken == "2024-05-01T10:00:00+02:00"
+    assert engine.tags(beach_id) == ["kept"]
+
 
 def test_tags_round_trip_through_the_cli_and_survive_a_reindex_and_a_rename(setup, capsys):
     engine, cli, folder = setup

@@ -166,8 +166,8 @@ class Annotations(Protocol):
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         """Annotations by id; ids never annotated are absent."""
 
-    def known_ids(self) -> set[str]:
-        """Every id with a row."""
+    def metadata_ids(self) -> set[str]:
+        """The ids whose photo metadata has been read (the indexer reads it for the others)."""
 
     def forget(self, ids: Iterable[str]) -> None:
         """Drop the rows of deleted images (their tags go with them)."""
@@ -314,11 +314,17 @@ class _Base:
 
 
 class EmbeddedAnnotations(_Base):
-    """Annotations in the table `annotations` of the embedded index's SQLite file."""
+    """Annotations in the table `annotations` of the embedded index's SQLite file.
+
+    Searches scan an in-memory copy of each row's words, date and camera, newest first (matching in memory
+    beats scanning the table's pages: bench/text_search.py), reloaded when any connection has written.
+    """
 
     def __init__(self, db_path: Path):
         self.db_path = db_path
         self._lock = threading.Lock()
+        self._rows: tuple[list[str], list[str | None], list[str], list[str]] | None = None
+        self._rows_version: int | None = None
         with self._sqlite("open the annotations"):
             self._db = sqlite3.connect(db_path, check_same_thread=False, timeout=30, isolation_level=None)
             self._db.execute(TABLE_SQL)
@@ -345,6 +351,7 @@ class EmbeddedAnnotations(_Base):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._rows = None  # data_version does not change for this connection's own writes
 
     def tag_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -353,38 +360,42 @@ class EmbeddedAnnotations(_Base):
                 counts.update(json.loads(tags))
         return dict(counts)
 
-    def known_ids(self) -> set[str]:
+    def metadata_ids(self) -> set[str]:
         with self._lock, self._sqlite("read the annotations"):
-            return {row[0] for row in self._db.execute("SELECT id FROM annotations")}
+            return {row[0] for row in self._db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
 
     def forget(self, ids: Iterable[str]) -> None:
         with self._lock, self._sqlite("forget annotations"):
             self._db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
+            self._rows = None
 
     def _select(self, words, after, before, camera, limit, offset, full):
-        where, args = ["1"], []
+        ids, taken, texts, cameras = self._searchable()
+        rows = range(len(ids))
+        if after or before:
+            low, high = after or "", before or "\uffff"
+            rows = [n for n in rows if taken[n] and low <= taken[n] <= high]
         for word in words or ():
-            where.append("instr(words, ?) > 0")
-            args.append(word)
+            rows = [n for n in rows if word in texts[n]]
         for word in camera or ():
-            # camera is stored as typed; fold() in SQL would need a Python function, so fold the row here
-            where.append("instr(fold(camera), ?) > 0")
-            args.append(word)
-        if after:
-            where.append("taken_local >= ?")
-            args.append(after)
-        if before:
-            where.append("taken_local <= ?")
-            args.append(before)
-        columns = "id, tags, taken, taken_local, taken_source, camera, lens, path_words" if full else "id"
-        sql = (f"SELECT {columns} FROM annotations WHERE {' AND '.join(where)} "
-               "ORDER BY taken_local IS NULL, taken_local DESC, id LIMIT ? OFFSET ?")
-        with self._lock, self._sqlite("search the annotations"):
-            self._db.create_function("fold", 1, lambda t: fold(t) if t else "", deterministic=True)
-            rows = self._db.execute(sql, [*args, limit, offset]).fetchall()
+            rows = [n for n in rows if word in cameras[n]]
+        page = [ids[n] for n in rows[offset:offset + limit]]
         if not full:
-            return dict.fromkeys(row[0] for row in rows)
-        return {row[0]: _from_row(row) for row in rows}
+            return dict.fromkeys(page)
+        found = self._read(page)
+        return {i: found[i] for i in page if i in found}
+
+    def _searchable(self) -> tuple[list[str], list[str | None], list[str], list[str]]:
+        """Ids, taken_local, words and folded camera of every row, newest first (undated last)."""
+        with self._lock, self._sqlite("search the annotations"):
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if self._rows is None or version != self._rows_version:
+                rows = self._db.execute("SELECT id, taken_local, words, camera FROM annotations "
+                                        "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
+                self._rows = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                              [fold(r[3]) if r[3] else "" for r in rows])
+                self._rows_version = version
+            return self._rows
 
     def close(self) -> None:
         with self._lock:
@@ -437,14 +448,15 @@ class ElasticAnnotations(_Base):
                 "tags": {"terms": {"field": "tags", "size": 65_536}}})
         return {b["key"]: b["doc_count"] for b in response["aggregations"]["tags"]["buckets"]}
 
-    def known_ids(self) -> set[str]:
+    def metadata_ids(self) -> set[str]:
         from elasticsearch import helpers
 
+        query = {"_source": False, "query": {"exists": {"field": "taken_source"}}}
         with self._store._guard("read the annotations"):
             if not self._exists():
                 return set()
-            return {hit["_id"] for hit in helpers.scan(self._es, index=self.index, query={"_source": False},
-                                                         size=5000, scroll="2m")}
+            return {hit["_id"] for hit in helpers.scan(self._es, index=self.index, query=query, size=5000,
+                                                         scroll="2m")}
 
     def forget(self, ids: Iterable[str]) -> None:
         from elasticsearch import helpers
@@ -507,7 +519,7 @@ class ElasticAnnotations(_Base):
         keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
         try:
             self._writer.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": {
-                "id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": stored,
+                "id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
                 "camera": stored, "camera_words": {"type": "keyword", "doc_values": False}, "lens": stored,
                 "path_words": stored, "words": {"type": "keyword", "doc_values": False}}},
                 settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
