@@ -16,7 +16,10 @@ from core.indexer import IndexProgress
 from core.jobs import queue_for
 from core.paths import display_path, path_json
 from core.store import SearchFilter
-from core.store.base import hit_json
+from core.store.annotations import PhotoFilter
+from core.store.base import hit_json, record_json
+
+WORDS_ONLY_K = 50  # results of a words-only search unless -k says otherwise
 
 
 def global_options() -> argparse.ArgumentParser:
@@ -28,10 +31,14 @@ def global_options() -> argparse.ArgumentParser:
 
 def search_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    p.add_argument("-k", type=int, help=f"number of results (default: 10; {WORDS_ONLY_K} for words only)")
     p.add_argument("--min-score", type=float, help="only results at least this similar (-1..1)")
     p.add_argument("--max-score", type=float, help="only results at most this similar (-1..1)")
-    p.add_argument("--text", help="only files whose name or folder contains every one of these words")
+    p.add_argument("--text", help="only images whose name, folder, tags or camera contain every one of these "
+                   "words (a \"quoted phrase\" is one word; case and accents as a person expects)")
+    p.add_argument("--after", metavar="DATE", help="only photos taken on or after DATE (ISO 8601 date or date-time)")
+    p.add_argument("--before", metavar="DATE", help="only photos taken on or before DATE (a date includes that day)")
+    p.add_argument("--camera", metavar="WORDS", help="only photos from a camera whose name contains these words")
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
     return p
 
@@ -51,10 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-missing", action="store_true",
                    help="forget images whose files are missing even where they may only be out of reach "
                    "(an unmounted drive, an unreadable folder); by default they are kept and reported")
-    p = sub.add_parser("search", parents=[common, search_options()], help="search with image files")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("search", parents=[common, search_options()],
+                       help="search with image files, or by words alone (--text, newest first)")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
     p = sub.add_parser("similar", parents=[common, search_options()], help="search from an indexed image")
     p.add_argument("ref", metavar="ID_OR_PATH")
+    p = sub.add_parser("tag", parents=[common], help="add or remove tags of indexed images")
+    p.add_argument("refs", nargs="+", metavar="PATH_OR_ID")
+    p.add_argument("--add", action="append", default=[], metavar="WORD", help="a tag to add (repeatable)")
+    p.add_argument("--remove", action="append", default=[], metavar="WORD", help="a tag to remove (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("tags", parents=[common], help="every tag with how many images carry it")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("duplicates", parents=[common], help="groups of duplicate images with the copy to keep; "
                        "optionally trash or move the other copies")
     p.add_argument("--threshold", type=float, default=0.95, help="minimum similarity (default: 0.95)")
@@ -152,20 +167,54 @@ def cmd_index(engine, args) -> int:
 
 
 def cmd_search(engine, args) -> int:
+    photo = photo_filter(args)
+    if not args.images:
+        if args.text is None and not photo.active():
+            raise ConfigError("give image files to search with, or --text WORDS (or --after/--before/--camera)")
+        records = engine.search_words(args.text, WORDS_ONLY_K if args.k is None else args.k, photo)
+        print_words_results(engine, args.text, records, args.json)
+        return 0
     status = 0
     for image in args.images:
         try:
-            hits = engine.search(image, args.k, search_filter(args))
+            hits = engine.search(image, 10 if args.k is None else args.k, search_filter(args), photo)
         except ImageError as exc:
             print(f"image-search: error: {legible(image)}: {exc.reason}", file=sys.stderr)
             status = 1
             continue
-        print_hits(image, hits, args.json)
+        print_hits(image, hits, args.json, engine)
     return status
 
 
 def cmd_similar(engine, args) -> int:
-    print_hits(args.ref, engine.similar(args.ref, args.k, search_filter(args)), args.json)
+    hits = engine.similar(args.ref, 10 if args.k is None else args.k, search_filter(args), photo_filter(args))
+    print_hits(args.ref, hits, args.json, engine)
+    return 0
+
+
+def cmd_tag(engine, args) -> int:
+    if not args.add and not args.remove:
+        raise ConfigError("give --add WORD or --remove WORD")
+    tags = engine.change_tags(args.refs, args.add, args.remove)
+    records = engine.store.get_many(tags)
+    if args.json:
+        print(json.dumps({"images": [{**record_json(records[i]), "tags": t} for i, t in tags.items() if i in records]}))
+    else:
+        for image_id, image_tags in tags.items():
+            if image_id in records:
+                print(f"{legible(records[image_id].path)}: {', '.join(image_tags) or '(no tags)'}")
+    return 0
+
+
+def cmd_tags(engine, args) -> int:
+    counts = engine.tag_counts()
+    if args.json:
+        print(json.dumps({"tags": [{"tag": t, "count": n} for t, n in counts.items()]}))
+    else:
+        for tag, n in counts.items():
+            print(f"{n:7d}  {tag}")
+        if not counts:
+            print("(no tags)")
     return 0
 
 
@@ -276,19 +325,48 @@ def cmd_info(engine, args) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "duplicates": cmd_duplicates,
-            "undo": cmd_undo, "remove": cmd_remove, "info": cmd_info}
+            "undo": cmd_undo, "remove": cmd_remove, "info": cmd_info, "tag": cmd_tag, "tags": cmd_tags}
 
 
 def search_filter(args) -> SearchFilter:
     return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text)
 
 
-def print_hits(query: str, hits, as_json: bool) -> None:
-    """One query's hits: a JSON line (`query` in core.paths.path_json form as `query`/`query_bytes`, then
-    `results` of hit_json), or legible text."""
+def photo_filter(args) -> PhotoFilter:
+    try:
+        return PhotoFilter.parse(args.after, args.before, args.camera)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def annotation_json(note) -> dict:
+    """`tags`, `taken` (ISO 8601) and `camera` of a result, beside record_json's fields."""
+    return {"tags": list(note.tags), "taken": note.taken, "camera": note.camera} if note else \
+        {"tags": [], "taken": None, "camera": None}
+
+
+def print_words_results(engine, text: str | None, records, as_json: bool) -> None:
+    """A words-only search: `{"query": null, "text": ..., "results": [record_json + score null + tags...]}`."""
+    notes = engine.annotations_of(r.id for r in records)
     if as_json:
+        results = [{**record_json(r), "score": None, **annotation_json(notes.get(r.id))} for r in records]
+        print(json.dumps({"query": None, "text": text, "results": results}), flush=True)
+        return
+    for record in records:
+        note = notes.get(record.id)
+        print(f"  {(note.taken or '')[:19]:19}  {legible(record.path)}")
+    if not records:
+        print("  (no results)")
+
+
+def print_hits(query: str, hits, as_json: bool, engine=None) -> None:
+    """One query's hits: a JSON line (`query` in core.paths.path_json form as `query`/`query_bytes`, then
+    `results` of hit_json with `tags`, `taken` and `camera`), or legible text."""
+    if as_json:
+        notes = engine.annotations_of(h.record.id for h in hits) if engine else {}
         query_json = {("query" if k == "path" else "query_bytes"): v for k, v in path_json(query).items()}
-        print(json.dumps({**query_json, "results": [hit_json(h) for h in hits]}), flush=True)
+        results = [{**hit_json(h), **annotation_json(notes.get(h.record.id))} for h in hits]
+        print(json.dumps({**query_json, "results": results}), flush=True)
         return
     print(f"{legible(query)}:")
     for hit in hits:

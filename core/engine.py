@@ -35,6 +35,7 @@ from core.store import (
     VectorStore,
     open_store,
 )
+from core.store.annotations import Annotation, Annotations, PhotoFilter, annotations_for, matches, search_words
 from core.store.decisions import decisions_for
 from core.store.embedded import mismatch_message
 
@@ -65,6 +66,8 @@ class Engine:
             raise IdentityMismatch(f"extractor {extractor.identity.label()} != index {self.identity.label()}")
         self._extractor = extractor  # built on first use when not given (tests share one)
         self._extractor_lock = threading.Lock()
+        self._annotations: Annotations | None = None  # opened on first use (core/store/annotations.py)
+        self._annotations_lock = threading.Lock()
 
     # -- the model --------------------------------------------------------------------------------
     @property
@@ -85,19 +88,25 @@ class Engine:
         return self.extractor().embed(to_model_pixels(loaded.image)[None])[0]
 
     # -- searching --------------------------------------------------------------------------------
-    def search(self, source: str | Path | bytes, k: int = 10, filters: SearchFilter | None = None) -> list[Hit]:
-        return self.search_vector(self.embed(source), k, filters)
+    def search(self, source: str | Path | bytes, k: int = 10, filters: SearchFilter | None = None,
+               photo: PhotoFilter | None = None) -> list[Hit]:
+        return self.search_vector(self.embed(source), k, filters, photo)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, filters: SearchFilter | None = None) -> list[Hit]:
-        return self.store.knn(vector, k, filters)
+    def search_vector(self, vector: np.ndarray, k: int = 10, filters: SearchFilter | None = None,
+                      photo: PhotoFilter | None = None) -> list[Hit]:
+        """kNN by `vector` (float32 (dims,), unit). The words of `filters.text` may match a file name, a
+        folder, a tag or the camera; `photo` restricts the date taken and camera. Both act inside the kNN
+        (through SearchFilter.ids), so k hits come back whenever k images pass. Raises StoreError."""
+        return self._knn(vector, k, filters or SearchFilter(), photo or PhotoFilter())
 
-    def similar(self, ref: str, k: int = 10, filters: SearchFilter | None = None) -> list[Hit]:
+    def similar(self, ref: str, k: int = 10, filters: SearchFilter | None = None,
+                photo: PhotoFilter | None = None) -> list[Hit]:
         """Refine: search from an indexed image (id or path) by its stored vector; nothing is re-extracted."""
         record = self.resolve(ref)
         vector = self.store.vector(record.id)
         if vector is None:
             raise NotFound(f"no vector stored for {ref}")
-        return self.store.knn(vector, k, filters)
+        return self.search_vector(vector, k, filters, photo)
 
     def resolve(self, ref: str) -> ImageRecord:
         """The record of an indexed image, by id or by any of its paths.
@@ -219,7 +228,7 @@ class Engine:
             self.store, self.identity, self.extractor, [os.fspath(r) for r in roots], progress, cancel,
             self.settings.batch_size, prune_missing=prune_missing, exclude=self.settings.exclude_patterns(),
             follow_external_symlinks=self.settings.follow_external_symlinks,
-            state_file=Path(self.settings.data_dir) / SCAN_STATE_FILE,
+            state_file=Path(self.settings.data_dir) / SCAN_STATE_FILE, annotations=self.annotations(),
         )
 
     def remove_folder(self, folder: str | Path) -> int:
@@ -240,6 +249,7 @@ class Engine:
             self.store.update(list(kept.values()))
         if gone:
             self.store.delete(gone)
+            self.annotations().forget(gone)
         if kept or gone:
             self.store.finish()
         return len(gone)
@@ -258,6 +268,76 @@ class Engine:
             "runtime": self._extractor.describe() if self._extractor is not None else None,
         }
 
+    # -- tags, photo metadata, words ---------------------------------------------------------------
+    def annotations(self) -> Annotations:
+        """The tags and photo metadata kept beside the index (core/store/annotations.py), opened once."""
+        with self._annotations_lock:
+            if self._annotations is None:
+                self._annotations = annotations_for(self.store)
+            return self._annotations
+
+    def annotations_of(self, ids) -> dict[str, Annotation]:
+        """Annotations by image id (for the `tags`, `taken` and `camera` of search results)."""
+        return self.annotations().get_many(ids)
+
+    def tags(self, ref: str) -> list[str]:
+        """The tags of an indexed image (id or path); NotFound when it is not indexed."""
+        return self.annotations().tags(self.resolve(ref).id)
+
+    def set_tags(self, ref: str, tags: list[str]) -> list[str]:
+        """Replace the tags of an indexed image; returns them as stored (trimmed, one per folded spelling).
+        Raises NotFound, InvalidTag (a comma or control character; nothing written), StoreError."""
+        record = self.resolve(ref)
+        self.annotations().put_records([record], {})  # its names now, for words-only search
+        return self.annotations().set_tags(record.id, tags)
+
+    def change_tags(self, refs: list[str], add: list[str], remove: list[str]) -> dict[str, list[str]]:
+        """Add and remove tags on many images (ids or paths; all are resolved before anything is
+        written). Returns each image's tags by id. Raises NotFound, InvalidTag, StoreError."""
+        records = {r.id: r for r in (self.resolve(ref) for ref in refs)}
+        annotations = self.annotations()
+        annotations.put_records(list(records.values()), {})
+        if add:
+            annotations.add_tags(records, add)
+        if remove:
+            annotations.remove_tags(records, remove)
+        return {i: list(a.tags) for i, a in annotations.get_many(records).items()}
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag with how many images carry it, most used first."""
+        return dict(sorted(self.annotations().tag_counts().items(), key=lambda kv: (-kv[1], kv[0].casefold())))
+
+    def search_words(self, text: str | None, k: int = 50, photo: PhotoFilter | None = None) -> list[ImageRecord]:
+        """Images matching every word of `text` (in a name, folder, tag or the camera, core.paths rule) and
+        `photo`, newest first by date taken (undated last); at most k. Candidates come from the
+        annotations, each checked against its current record. Raises StoreError."""
+        return search_words(self.store, self.annotations(), text, k, photo or PhotoFilter())
+
+    def _knn(self, vector: np.ndarray, k: int, filters: SearchFilter, photo: PhotoFilter) -> list[Hit]:
+        words = filters.words()
+        if not words and not photo.active():
+            return self.store.knn(vector, k, filters)
+        annotations, camera = self.annotations(), photo.camera_words()
+        plain = filters
+        if photo.active():  # the date and camera through the ids, names and folders by the store's own filter
+            allowed = annotations.matching_ids(None, photo.after, photo.before, camera)
+            plain = replace(filters, ids=frozenset(allowed if filters.ids is None else allowed & filters.ids))
+        hits = self.store.knn(vector, k, plain) if plain.ids is None or plain.ids else []
+        if words:
+            # Images a word finds through a tag or the camera (maybe with other words in their names): their
+            # candidates come from the annotations, checked on the current records.
+            extra = annotations.matching_ids(words, photo.after, photo.before, camera)
+            if filters.ids is not None:
+                extra &= filters.ids
+            extra -= {h.record.id for h in hits}
+            if extra:
+                more = self.store.knn(vector, k, replace(filters, text=None, ids=frozenset(extra)))
+                notes = annotations.get_many(h.record.id for h in more)
+                hits += [h for h in more if matches(h.record, notes.get(h.record.id), words)]
+        return sorted(hits, key=lambda h: -h.score)[:k]
+
     def close(self) -> None:
+        if self._annotations is not None:
+            self._annotations.close()
         self.store.close()
 

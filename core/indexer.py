@@ -20,6 +20,11 @@ drive or share looks like an empty folder). Kept images are listed in the report
 a small JSON file (`state_file`, `<data_dir>/scan-state.json` from the Engine), keyed by the index's
 location; device numbers are only compared with the last scan, never used as an identity.
 
+Tags and photo metadata (core/store/annotations.py) follow each written record: the EXIF of every image
+embedded in this run is read (core.metadata, cheap: the header only) and its names and folders refreshed;
+images of the scanned folders that have no annotations yet (indexed before they existed) get them at the
+end of the run; forgotten images lose theirs.
+
 One bad file never costs another: any exception while reading, hashing, decoding, extracting or storing
 one file becomes that file's reason in `skipped`; the rest of its batch is committed.
 """
@@ -40,9 +45,11 @@ import numpy as np
 
 from core.decode import Decoded, DecodePool, content_hash
 from core.images import ImageError
+from core.metadata import PhotoMetadata, read_metadata
 from core.model import Extractor
 from core.paths import display_path, path_json
 from core.scan import DEFAULT_EXCLUDE, Cancel, FileEntry, ScanResult, is_under, scan
+from core.store.annotations import Annotations
 from core.store.base import (
     ImageRecord,
     InvalidRecord,
@@ -128,6 +135,7 @@ def run_index(
     follow_external_symlinks: bool = False,
     state_file: str | Path | None = None,
     decode_workers: int = 2,
+    annotations: Annotations | None = None,
 ) -> IndexReport:
     """Bring the index up to date with `roots` (folders or files) and say what was done.
 
@@ -135,8 +143,10 @@ def run_index(
     each committed batch. `cancel` is checked between files and while waiting for the extractor: the run
     then returns within about a second, keeping what was committed and forgetting nothing. Raises
     StoreError when the index itself fails (not for one file's bad data) and IdentityMismatch.
+    `annotations`, when given, receive each written record's names, folders and photo metadata.
     """
     run = _Run(store, identity, extractor, progress, cancel, batch_size, decode_workers)
+    run.annotations = annotations
     try:
         run.index([os.fspath(r) for r in roots], prune_missing, tuple(exclude), follow_external_symlinks,
                   Path(state_file) if state_file is not None else None)
@@ -175,6 +185,7 @@ class _Run:
         self.claimed: set[str] = set()  # ids matched to a file of this scan
         self.scanned: list[str] = []  # the tops of this scan (core.scan.ScanResult.tops)
         self.incomplete: list[str] = []
+        self.annotations: Annotations | None = None
 
     # -- the run ----------------------------------------------------------------------------------
     def index(self, roots, prune_missing, exclude, follow, state_file) -> None:
@@ -197,10 +208,12 @@ class _Run:
             return
         if absorbed:
             self.write(self.store.delete, list(absorbed))
+            self.annotate_deleted(absorbed)
             report.removed += len(absorbed)
         state = _State(state_file, self.store.location())
         self.prune(found, known, absorbed, state, prune_missing)
         state.save()
+        self.annotate_unannotated(known)
 
     def cancelled(self) -> bool:
         if self.cancel is not None and self.cancel.is_set():
@@ -436,6 +449,41 @@ class _Run:
         else:
             self.write(self.store.upsert, records, vectors)
             self.report.indexed += len(records)
+        # New or changed content: its EXIF may be new too; a moved or re-linked image keeps its metadata.
+        self.annotate(records, {r.id: read_metadata(r.path) for r in records} if vectors is not None else {})
+
+    # -- annotations ------------------------------------------------------------------------------
+    def annotate(self, records: Sequence[ImageRecord], metadata: dict[str, PhotoMetadata]) -> None:
+        """Side data of written records; its failure is a warning, never the loss of the image."""
+        if self.annotations is None or not records:
+            return
+        try:
+            self.annotations.put_records(records, metadata)
+        except StoreError as exc:
+            self.report.warnings.extend((r.path, f"cannot store its tags and metadata: {exc}") for r in records)
+
+    def annotate_deleted(self, ids: Iterable[str]) -> None:
+        if self.annotations is not None:
+            try:
+                self.annotations.forget(ids)
+            except StoreError as exc:  # leftovers are harmless: ids are never reused
+                self.report.warnings.append(("", f"cannot forget the tags of removed images: {exc}"))
+
+    def annotate_unannotated(self, known: dict[str, ImageRecord]) -> None:
+        """Photo metadata for images of the scanned folders indexed before annotations existed."""
+        if self.annotations is None or not known or self.cancelled():
+            return
+        try:
+            annotated = self.annotations.metadata_ids()
+        except StoreError:
+            return
+        # Read back: the paths as this run wrote them (moves), and without the images it forgot.
+        missing = list(self.store.get_many(i for i in known if i not in annotated).values())
+        for start in range(0, len(missing), UPDATE_BATCH):
+            if self.cancelled():
+                return
+            batch = missing[start:start + UPDATE_BATCH]
+            self.annotate(batch, {r.id: read_metadata(r.path) for r in batch})
 
     # -- missing images ---------------------------------------------------------------------------
     def prune(self, found: ScanResult, known: dict[str, ImageRecord], absorbed: set[str], state: _State,
@@ -466,6 +514,7 @@ class _Run:
                 kept.update([reason])
         if gone:
             self.write(self.store.delete, gone)
+            self.annotate_deleted(gone)
             self.report.removed += len(gone)
         self.report.missing_kept = [(folder, n, reason) for (folder, reason), n in sorted(kept.items())]
         kept_folders = {folder for folder, _ in kept}

@@ -12,9 +12,11 @@ from flask import request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from core.api.context import ctx
+from core.store.annotations import PhotoFilter
 from core.store.base import SearchFilter
 
 DEFAULT_K = 10
+WORDS_ONLY_K = 50  # results of a words-only search (no image) unless k says otherwise
 MAX_K = 1000
 MAX_TEXT = 200  # characters of the text filter
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -107,6 +109,26 @@ def search_params(fields: Mapping, default_min_score: float | None = None) -> tu
         max_score=float_field(fields, "max_score", -1.0, 1.0),
         text=(text or "").strip() or None,
     )
+
+
+def photo_params(fields: Mapping) -> PhotoFilter:
+    """`after`, `before` (ISO 8601 date or date-time, inclusive; a date-only `before` takes the whole day) and
+    `camera` (words); BadRequest for a bad date or a non-string."""
+    values = {}
+    for name in ("after", "before", "camera"):
+        value = fields.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise BadRequest(f"'{name}' must be a string of at most {MAX_TEXT} characters")
+        values[name] = (value or "").strip() or None
+    try:
+        return PhotoFilter.parse(**values)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def has_image(fields: Mapping) -> bool:
+    """True when the request carries a query image in any of the forms query_image reads."""
+    return "image" in request.files or raw_image_body() or fields.get("image") is not None
 
 
 def query_image(fields: Mapping) -> bytes:

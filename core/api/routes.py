@@ -16,11 +16,24 @@ from core.api.compat import ORIGINAL_MIN_SCORE, is_original_request, original_re
 from core.api.context import ApiContext, ctx
 from core.api.errors import error_response
 from core.api.files import indexed_file, indexed_record, thumbnail_file
-from core.api.parsing import float_field, json_body, query_image, request_fields, search_params
+from core.api.parsing import (
+    DEFAULT_K,
+    MAX_K,
+    WORDS_ONLY_K,
+    float_field,
+    has_image,
+    int_field,
+    json_body,
+    photo_params,
+    query_image,
+    request_fields,
+    search_params,
+)
 from core.api.security import token_given
-from core.api.shapes import image_links, record_json, results_json
+from core.api.shapes import image_links, record_json, results_payload
 from core.duplicates import Group, group_json
 from core.model import WeightsError, imagenet_candidates, resolve_weights
+from core.store.annotations import InvalidTag
 
 MAX_INDEX_PATHS = 100
 DUPLICATE_THRESHOLD = (0.5, 1.0)  # lower thresholds make near_pairs quadratic in the index size
@@ -72,11 +85,36 @@ def search() -> Response:
     """Search with an uploaded image (JSON base64, multipart or raw bytes); core.api.compat: the original client."""
     fields = request_fields()
     original = is_original_request(fields)
+    photo = photo_params(fields)
+    if not original and not has_image(fields) and (fields.get("text") is not None or photo.active()):
+        return words_only(fields, photo)
     k, filters = search_params(fields, default_min_score=ORIGINAL_MIN_SCORE if original else None)
     image = query_image(fields)
     started = time.perf_counter()
-    hits = ctx().engine.search(image, k, filters)
-    return original_results(hits, started) if original else results_json(hits, started)
+    hits = ctx().engine.search(image, k, filters, photo)
+    return original_results(hits, started) if original else annotated(results_payload(hits, started))
+
+
+def words_only(fields, photo) -> Response:
+    """A search without an image: images matching `text` (names, folders, tags, camera) and the date and
+    camera filters, newest first: {"query": null, "text", "results" (score null), "took_ms"}."""
+    k = int_field(fields, "k", WORDS_ONLY_K, 1, MAX_K)
+    _, filters = search_params({**fields, "k": DEFAULT_K})  # the text checks of an image search
+    started = time.perf_counter()
+    records = ctx().engine.search_words(filters.text, k, photo)
+    results = [{**record_json(r), "score": None} for r in records]
+    return annotated({"query": None, "text": filters.text, "results": results,
+                      "took_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+
+def annotated(payload: dict) -> Response:
+    """The payload with each result's `tags`, `taken` (ISO 8601) and `camera` beside its record fields."""
+    notes = ctx().engine.annotations_of(r["id"] for r in payload["results"])
+    for result in payload["results"]:
+        note = notes.get(result["id"])
+        result.update(tags=list(note.tags) if note else [], taken=note.taken if note else None,
+                      camera=note.camera if note else None)
+    return jsonify(payload)
 
 
 @api.get("/images/<image_id>")
@@ -89,9 +127,38 @@ def image_record(image_id: str) -> Response:
 def similar(image_id: str) -> Response:
     """Search by the stored vector of an indexed image (refine); nothing is re-extracted."""
     k, filters = search_params(request.args)
+    photo = photo_params(request.args)
     record = indexed_record(image_id)  # by id only: Engine.similar would also take a path
     started = time.perf_counter()
-    return results_json(ctx().engine.similar(record.id, k, filters), started)
+    return annotated(results_payload(ctx().engine.similar(record.id, k, filters, photo), started))
+
+
+@api.get("/images/<image_id>/tags")
+def image_tags(image_id: str) -> Response:
+    """The tags of an indexed image: {"id", "tags"}."""
+    record = indexed_record(image_id)
+    return jsonify(id=record.id, tags=ctx().engine.tags(record.id))
+
+
+@api.put("/images/<image_id>/tags")
+def put_image_tags(image_id: str) -> Response:
+    """Replace the tags of an indexed image with {"tags": [...]}; answers {"id", "tags"} as stored (trimmed,
+    one per folded spelling). 400 for a tag with a comma or a control character (nothing written)."""
+    record = indexed_record(image_id)
+    tags = json_body().get("tags")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadRequest('send JSON {"tags": ["a tag", ...]}')
+    try:
+        stored = ctx().engine.set_tags(record.id, tags)
+    except InvalidTag as exc:
+        raise BadRequest(str(exc)) from None
+    return jsonify(id=record.id, tags=stored)
+
+
+@api.get("/tags")
+def all_tags() -> Response:
+    """Every tag with how many images carry it, most used first: {"tags": [{"tag", "count"}]}."""
+    return jsonify(tags=[{"tag": t, "count": n} for t, n in ctx().engine.tag_counts().items()])
 
 
 @api.get("/images/<image_id>/thumbnail")

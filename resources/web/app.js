@@ -1,4 +1,5 @@
 // The web page: search by an image, click a result to search from it, walk back along the trail.
+// Words (names, folders, tags, camera) filter an image search; with no image they list matches, newest first.
 // Plain JavaScript talking to the JSON API under ./api (relative, so the page works behind a prefix).
 "use strict";
 
@@ -11,6 +12,7 @@ const state = {
   k: 24,
   minScore: 0,
   dupThreshold: 0.95,
+  text: "", // the words box: filters an image search, or is the search itself when there is no image
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   request: 0, // responses of superseded requests are dropped
   blobs: [], // object URLs of thumbnails fetched with the token, revoked on the next render
@@ -103,7 +105,7 @@ async function refreshStatus() {
 async function run() {
   const step = state.trail[state.pos];
   renderTrail();
-  if (!step) {
+  if (!step && !state.text) {
     renderResults(null);
     return;
   }
@@ -111,7 +113,7 @@ async function run() {
   setBusy(true);
   hideMessage();
   try {
-    const body = step.kind === "upload" ? await searchUpload(step) : await searchSimilar(step);
+    const body = !step ? await searchWords() : step.kind === "upload" ? await searchUpload(step) : await searchSimilar(step);
     if (request === state.request) renderResults(body, step);
   } catch (err) {
     if (request === state.request) {
@@ -128,12 +130,22 @@ function searchUpload(step) {
   form.append("image", step.file, step.file.name || "image");
   form.append("k", String(state.k));
   if (state.minScore > 0) form.append("min_score", String(state.minScore));
+  if (state.text) form.append("text", state.text);
   return api("api/search", { method: "POST", body: form });
+}
+
+function searchWords() {
+  return api("api/search", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text: state.text, k: state.k }),
+  });
 }
 
 function searchSimilar(step) {
   const params = new URLSearchParams({ k: String(state.k) });
   if (state.minScore > 0) params.set("min_score", String(state.minScore));
+  if (state.text) params.set("text", state.text);
   return api(`api/images/${encodeURIComponent(step.id)}/similar?${params}`);
 }
 
@@ -260,21 +272,24 @@ function renderResults(body, step) {
   $("empty").hidden = body !== null;
   $("summary").textContent = body ? summaryText(results, body.took_ms, step) : "";
   if (body && results.length === 0 && $("message").hidden) {
-    $("summary").textContent = state.minScore > 0
-      ? "No images are that similar. Lower the minimum similarity."
-      : "No results: the index is empty.";
+    $("summary").textContent = state.text
+      ? "No images match these words."
+      : state.minScore > 0
+        ? "No images are that similar. Lower the minimum similarity."
+        : "No results: the index is empty.";
   }
   for (const result of results) grid.append(card(result, step));
 }
 
 function summaryText(results, tookMs, step) {
   const count = `${results.length} result${results.length === 1 ? "" : "s"}`;
+  if (!step) return `${count} matching “${state.text}”, newest first · ${Math.round(tookMs)} ms`;
   const source = step.kind === "upload" ? "your image" : step.label;
   return `${count} similar to ${source} · ${Math.round(tookMs)} ms`;
 }
 
 function card(result, step) {
-  const isQuery = step.kind === "image" && result.id === step.id;
+  const isQuery = step?.kind === "image" && result.id === step.id;
   const item = el("li", "card" + (isQuery ? " is-query" : ""));
   item.dataset.id = result.id;
   const button = el("button", "card-hit");
@@ -290,11 +305,15 @@ function card(result, step) {
   thumb.append(img);
   if (isQuery) thumb.append(el("span", "badge", "Query"));
   const meta = el("div", "meta");
-  meta.append(el("span", "name", result.name), el("span", "score", result.score.toFixed(3)));
+  // A words-only result has no score: its date taken stands there instead.
+  const words = result.score === null;
+  const scoreText = words ? (result.taken || "").slice(0, 10) : result.score.toFixed(3);
+  meta.append(el("span", "name", result.name), el("span", "score", scoreText));
+  if (result.tags?.length) button.title += ` · tags: ${result.tags.join(", ")}`;
   const bar = el("div", "bar");
   const fill = el("span");
   // Set through the CSSOM: the page's Content-Security-Policy allows no inline style attributes.
-  fill.style.width = `${Math.max(0, Math.min(1, result.score)) * 100}%`;
+  fill.style.width = words ? "0%" : `${Math.max(0, Math.min(1, result.score)) * 100}%`;
   bar.append(fill);
   const dims = el("div", "dims", `${result.width} × ${result.height}`);
   button.append(thumb, meta, bar, dims);
@@ -375,6 +394,10 @@ function wireInputs() {
     state.dupThreshold = Number(event.target.value);
   });
   $("find-duplicates").addEventListener("click", findDuplicates);
+  $("words").addEventListener("change", (event) => {
+    state.text = event.target.value.trim();
+    run();
+  });
   $("back").addEventListener("click", back);
   $("message-close").addEventListener("click", hideMessage);
   document.addEventListener("keydown", (event) => {

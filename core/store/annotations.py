@@ -1,0 +1,553 @@
+"""Tags and photo metadata of each image, kept beside the index and keyed by image id.
+
+An image id follows the image through renames, moves and re-indexing (core/store/base.py), so its tags do
+too. Like the "not duplicates" decisions (decisions.py) this is data that changes after indexing, so it
+never touches a vector (issue 11's foundations):
+- embedded store: a table `annotations` in the same SQLite file, written through a connection of its own;
+- Elasticsearch: a side index `<alias>-annotations`, one whole document per image, written through the
+  store's client (a partial update of an image document would lose its vector).
+
+Besides tags and metadata each row keeps `words`: the folded (core.paths.fold) names and folders of the
+image as of its last indexing, its tags and its camera, joined by newlines. Words-only searches select
+candidates there (fast on both backends) and the engine checks them against the current records, so a
+stale name can cost a match until the next indexing run, never give a wrong one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.errors import INVALID, UserError
+from core.metadata import PhotoMetadata
+from core.paths import fold, query_words, words_match
+from core.store.base import ImageRecord, StoreError, VectorStore
+
+SIDE_INDEX_SUFFIX = "-annotations"
+SEPARATOR = "\n"  # between folded fields in `words`: a word holding it never matches (query_words splits on it)
+WRITE_TIMEOUT_S = 120.0
+PAGE = 1000
+TABLE_SQL = """CREATE TABLE IF NOT EXISTS annotations (
+    id TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', taken TEXT, taken_local TEXT, taken_source TEXT,
+    camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '')"""
+INDEX_SQL = "CREATE INDEX IF NOT EXISTS annotations_taken ON annotations (taken_local)"
+
+
+class InvalidTag(UserError, ValueError):
+    """A tag that cannot be stored (a comma, a control character); the message is for users."""
+
+    kind = INVALID
+    title = "Invalid tag"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The side data of one image. `taken`: ISO 8601 (with an offset when the photo recorded one);
+    `taken_local`: the recorded wall-clock time "YYYY-MM-DDTHH:MM:SS" that date filters compare."""
+
+    tags: tuple[str, ...] = ()
+    taken: str | None = None
+    taken_local: str | None = None
+    taken_source: str | None = None  # "exif" or "mtime"
+    camera: str | None = None
+    lens: str | None = None
+    path_words: tuple[str, ...] = ()  # folded names and folders at the last indexing
+
+    def folded_fields(self) -> list[str]:
+        """The folded texts a word may match here: tags and camera (names and folders come from the record)."""
+        return [fold(t) for t in self.tags] + ([fold(self.camera)] if self.camera else [])
+
+    def words(self) -> str:
+        return SEPARATOR.join([*self.path_words, *self.folded_fields()])
+
+    def to_json(self) -> dict:
+        return {"tags": list(self.tags), "taken": self.taken, "taken_source": self.taken_source,
+                "camera": self.camera, "lens": self.lens}
+
+
+def clean_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as stored: trimmed, empty ones dropped, one per folded spelling (the first kept, case as typed).
+    Raises InvalidTag for a comma (tags are listed comma-separated) or a control character."""
+    kept: dict[str, str] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidTag(f"a tag must be text, got {tag!r}")
+        tag = tag.strip()
+        if "," in tag:
+            raise InvalidTag(f"a tag cannot hold a comma: {tag!r} (give each tag on its own)")
+        if any(not c.isprintable() and not c.isspace() or c in "\n\r\t" for c in tag):
+            raise InvalidTag(f"a tag cannot hold a control character: {tag!r}")
+        if tag and fold(tag) not in kept:
+            kept[fold(tag)] = tag
+    return list(kept.values())
+
+
+def date_bound(text: str, end: bool) -> str:
+    """A date filter's bound as the `taken_local` text it compares with (both bounds inclusive).
+
+    `text`: ISO 8601 date ("2024-05-01") or date-time ("2024-05-01T10:00", an offset is ignored: photos are
+    compared by the wall-clock time they recorded). A date-only upper bound (`end`) includes that whole day.
+    Raises ValueError with a message for users."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time.max if end else time.min).isoformat(timespec="seconds")
+        return datetime.fromisoformat(text).replace(tzinfo=None).isoformat(timespec="seconds")
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or date-time: {text!r} (e.g. 2024-05-01 or 2024-05-01T18:30)") \
+            from None
+
+
+@dataclass(frozen=True)
+class PhotoFilter:
+    """Date and camera constraints on a search. `after`/`before`: inclusive `taken_local` bounds (from
+    date_bound); `camera`: words that must all be in the camera's name (core.paths rule)."""
+
+    after: str | None = None
+    before: str | None = None
+    camera: str | None = None
+
+    @classmethod
+    def parse(cls, after: str | None = None, before: str | None = None, camera: str | None = None) -> PhotoFilter:
+        """From user text (ISO 8601 dates or date-times); raises ValueError with a message for users."""
+        return cls(date_bound(after, end=False) if after else None, date_bound(before, end=True) if before else None,
+                   camera or None)
+
+    def camera_words(self) -> list[str]:
+        return query_words(self.camera)
+
+    def active(self) -> bool:
+        return bool(self.after or self.before or self.camera_words())
+
+    def accepts(self, a: Annotation | None) -> bool:
+        """The reference check in Python (what both backends' queries select)."""
+        if not self.active():
+            return True
+        if a is None:
+            return False
+        if (self.after or self.before) and not a.taken_local:
+            return False
+        if self.after and a.taken_local < self.after or self.before and a.taken_local > self.before:
+            return False
+        camera = fold(a.camera) if a.camera else ""
+        return all(w in camera for w in self.camera_words())
+
+
+class Annotations(Protocol):
+    """Tags and metadata beside one index. Errors: StoreError with a message for users; InvalidTag."""
+
+    def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
+        """Replace the tags of one image; returns them as stored (clean_tags)."""
+
+    def add_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
+        """Add tags to each image (a tag already there in another case is kept as it was)."""
+
+    def remove_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
+        """Remove tags from each image, matched by their folded form ("beach" removes "Beach")."""
+
+    def tags(self, image_id: str) -> list[str]:
+        """The tags of one image (empty when it has none)."""
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many images carry each tag, by its spelling."""
+
+    def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
+        """Store what read_metadata found for one image (its tags stay)."""
+
+    def put_records(self, records: Sequence[ImageRecord], metadata: Mapping[str, PhotoMetadata]) -> None:
+        """Refresh the names and folders of these records and, for ids in `metadata`, their metadata;
+        tags stay. Called by the indexer for every record it writes."""
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
+        """Annotations by id; ids never annotated are absent."""
+
+    def metadata_ids(self) -> set[str]:
+        """The ids whose photo metadata has been read (the indexer reads it for the others)."""
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop the rows of deleted images (their tags go with them)."""
+
+    def matching_ids(self, words: Sequence[str] | None = None, after: str | None = None,
+                     before: str | None = None, camera: Sequence[str] | None = None) -> set[str]:
+        """Ids whose `words` (names, folders, tags, camera) hold every folded word, taken within the
+        inclusive `taken_local` bounds (date_bound), and whose camera holds every folded camera word."""
+
+    def newest(self, words: Sequence[str] | None, after: str | None, before: str | None,
+               camera: Sequence[str] | None, limit: int, offset: int = 0) -> dict[str, Annotation]:
+        """The annotations of `matching_ids`, newest first by `taken_local` (undated last), one page of them
+        (a dict in that order)."""
+
+    def close(self) -> None:
+        """Release the connection (the store itself stays open)."""
+
+
+def matches(record: ImageRecord, note: Annotation | None, words: list[str]) -> bool:
+    """The one rule (core.paths.words_match) over a record's current names and folders, its tags and camera."""
+    return words_match(words, record.folded_fields() + (note.folded_fields() if note else []))
+
+
+def search_words(store: VectorStore, annotations: Annotations, text: str | None, k: int,
+                 photo: PhotoFilter) -> list[ImageRecord]:
+    """Images matching every word of `text` and `photo`, newest first by date taken (undated last); at most
+    k. Candidates come from the annotations a page at a time, each checked against its current record
+    (`matches`): a stale name in the annotations costs a match, never gives a wrong one. Raises StoreError."""
+    words, camera = query_words(text), photo.camera_words()
+    found: list[ImageRecord] = []
+    offset, page = 0, max(2 * k, 100)
+    while len(found) < k:
+        notes = annotations.newest(words, photo.after, photo.before, camera, page, offset)
+        if not notes:
+            break
+        offset += len(notes)
+        records = store.get_many(notes)
+        found += [records[i] for i, note in notes.items() if i in records and matches(records[i], note, words)]
+    return found[:k]
+
+
+def annotations_for(store: VectorStore) -> Annotations:
+    """The annotations kept beside `store` (an EmbeddedStore or an ElasticStore). Raises StoreError."""
+    if store.backend == "embedded":
+        return EmbeddedAnnotations(Path(store.data_dir) / "index.sqlite3")  # type: ignore[attr-defined]
+    if store.backend == "elasticsearch":
+        return ElasticAnnotations(store)
+    raise StoreError(f"no annotations for a {store.backend!r} index")
+
+
+def _with_metadata(a: Annotation, meta: PhotoMetadata) -> Annotation:
+    return Annotation(a.tags, meta.taken_iso(), meta.taken_local(), meta.taken_source, meta.camera, meta.lens,
+                      a.path_words)
+
+
+def _with_paths(a: Annotation, record: ImageRecord) -> Annotation:
+    return Annotation(a.tags, a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
+                      tuple(record.folded_fields()))
+
+
+def _with_tags(a: Annotation, tags: Iterable[str]) -> Annotation:
+    return Annotation(tuple(tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens, a.path_words)
+
+
+def _added(tags: Sequence[str], words: Iterable[str]) -> list[str]:
+    return clean_tags([*tags, *words])
+
+
+def _removed(tags: Sequence[str], words: Iterable[str]) -> list[str]:
+    gone = {fold(w.strip()) for w in words}
+    return [t for t in tags if fold(t) not in gone]
+
+
+class _Base:
+    """The read-modify-write operations both backends share; each backend reads and writes whole rows."""
+
+    def _read(self, ids: list[str]) -> dict[str, Annotation]:
+        raise NotImplementedError
+
+    def _write(self, rows: dict[str, Annotation]) -> None:
+        raise NotImplementedError
+
+    def _change(self, ids: Iterable[str], change) -> None:
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start:start + PAGE]
+            rows = self._read(chunk)
+            self._write({i: change(rows.get(i, Annotation())) for i in chunk})
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, Annotation] = {}
+        for start in range(0, len(ids), PAGE):
+            found.update(self._read(ids[start:start + PAGE]))
+        return found
+
+    def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
+        cleaned = clean_tags(tags)
+        self._change([image_id], lambda a: _with_tags(a, cleaned))
+        return cleaned
+
+    def add_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
+        words = clean_tags(words)
+        self._change(ids, lambda a: _with_tags(a, _added(a.tags, words)))
+
+    def remove_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
+        words = list(words)
+        self._change(ids, lambda a: _with_tags(a, _removed(a.tags, words)))
+
+    def tags(self, image_id: str) -> list[str]:
+        found = self._read([image_id]).get(image_id)
+        return list(found.tags) if found else []
+
+    def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
+        self._change([image_id], lambda a: _with_metadata(a, meta))
+
+    def put_records(self, records: Sequence[ImageRecord], metadata: Mapping[str, PhotoMetadata]) -> None:
+        by_id = {r.id: r for r in records}
+
+        def change(image_id: str, a: Annotation) -> Annotation:
+            a = _with_paths(a, by_id[image_id])
+            return _with_metadata(a, metadata[image_id]) if image_id in metadata else a
+
+        ids = list(by_id)
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start:start + PAGE]
+            rows = self._read(chunk)
+            self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
+
+    def matching_ids(self, words=None, after=None, before=None, camera=None) -> set[str]:
+        found: set[str] = set()
+        offset = 0
+        while page := self._select(words, after, before, camera, 10_000, offset, False):
+            found.update(page)
+            offset += len(page)
+        return found
+
+    def newest(self, words, after, before, camera, limit, offset=0) -> dict[str, Annotation]:
+        return self._select(words, after, before, camera, limit, offset, True)
+
+    def _select(self, words, after, before, camera, limit, offset, full: bool) -> dict[str, Annotation | None]:
+        """One page of matches, newest first; with their annotations when `full` (else None each)."""
+        raise NotImplementedError
+
+
+class EmbeddedAnnotations(_Base):
+    """Annotations in the table `annotations` of the embedded index's SQLite file.
+
+    Searches scan an in-memory copy of each row's words, date and camera, newest first (matching in memory
+    beats scanning the table's pages: bench/text_search.py), reloaded when any connection has written.
+    """
+
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+        self._lock = threading.Lock()
+        self._rows: tuple[list[str], list[str | None], list[str], list[str]] | None = None
+        self._rows_version: int | None = None
+        with self._sqlite("open the annotations"):
+            self._db = sqlite3.connect(db_path, check_same_thread=False, timeout=30, isolation_level=None)
+            self._db.execute(TABLE_SQL)
+            self._db.execute(INDEX_SQL)
+
+    def _read(self, ids: list[str]) -> dict[str, Annotation]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock, self._sqlite("read the annotations"):
+            rows = self._db.execute(
+                "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words FROM annotations "
+                f"WHERE id IN ({marks})", ids).fetchall()
+        return {row[0]: _from_row(row) for row in rows}
+
+    def _write(self, rows: dict[str, Annotation]) -> None:
+        values = [(i, json.dumps(a.tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
+                   json.dumps(a.path_words), a.words()) for i, a in rows.items()]
+        with self._lock, self._sqlite("write the annotations"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._rows = None  # data_version does not change for this connection's own writes
+
+    def tag_counts(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        with self._lock, self._sqlite("read the tags"):
+            for (tags,) in self._db.execute("SELECT tags FROM annotations WHERE tags != '[]'"):
+                counts.update(json.loads(tags))
+        return dict(counts)
+
+    def metadata_ids(self) -> set[str]:
+        with self._lock, self._sqlite("read the annotations"):
+            return {row[0] for row in self._db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
+
+    def forget(self, ids: Iterable[str]) -> None:
+        with self._lock, self._sqlite("forget annotations"):
+            self._db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
+            self._rows = None
+
+    def _select(self, words, after, before, camera, limit, offset, full):
+        ids, taken, texts, cameras = self._searchable()
+        rows = range(len(ids))
+        if after or before:
+            low, high = after or "", before or "\uffff"
+            rows = [n for n in rows if taken[n] and low <= taken[n] <= high]
+        for word in words or ():
+            rows = [n for n in rows if word in texts[n]]
+        for word in camera or ():
+            rows = [n for n in rows if word in cameras[n]]
+        page = [ids[n] for n in rows[offset:offset + limit]]
+        if not full:
+            return dict.fromkeys(page)
+        found = self._read(page)
+        return {i: found[i] for i in page if i in found}
+
+    def _searchable(self) -> tuple[list[str], list[str | None], list[str], list[str]]:
+        """Ids, taken_local, words and folded camera of every row, newest first (undated last)."""
+        with self._lock, self._sqlite("search the annotations"):
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if self._rows is None or version != self._rows_version:
+                rows = self._db.execute("SELECT id, taken_local, words, camera FROM annotations "
+                                        "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
+                self._rows = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                              [fold(r[3]) if r[3] else "" for r in rows])
+                self._rows_version = version
+            return self._rows
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _sqlite(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {action} in {self.db_path}: {exc}") from exc
+
+
+class ElasticAnnotations(_Base):
+    """Annotations in the side index `<alias>-annotations`, one document per image id (its _id)."""
+
+    def __init__(self, store: Any):
+        self._store = store
+        self._es = store._es
+        self._writer = store._es.options(request_timeout=WRITE_TIMEOUT_S)
+        self.index = f"{store.alias}{SIDE_INDEX_SUFFIX}"
+        self._created = False
+
+    def _read(self, ids: list[str]) -> dict[str, Annotation]:
+        if not ids:
+            return {}
+        with self._store._guard("read the annotations"):
+            if not self._exists():
+                return {}
+            docs = self._es.mget(index=self.index, ids=ids)["docs"]
+        return {d["_id"]: _from_doc(d["_source"]) for d in docs if d.get("found")}
+
+    def _write(self, rows: dict[str, Annotation]) -> None:
+        from elasticsearch import helpers
+
+        with self._store._guard("write the annotations"):
+            self._create()
+            actions = ({"_op_type": "index", "_index": self.index, "_id": i, "_source": _doc(i, a)}
+                       for i, a in rows.items())
+            # refresh: a tag is visible to the next search at once, in any process.
+            _, errors = helpers.bulk(self._writer, actions, chunk_size=500, raise_on_error=False, refresh=True)
+        if errors:
+            raise StoreError(f"Elasticsearch could not write {len(errors)} annotations in {self.index!r}")
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._store._guard("read the tags"):
+            if not self._exists():
+                return {}
+            response = self._es.search(index=self.index, size=0, aggs={
+                "tags": {"terms": {"field": "tags", "size": 65_536}}})
+        return {b["key"]: b["doc_count"] for b in response["aggregations"]["tags"]["buckets"]}
+
+    def metadata_ids(self) -> set[str]:
+        from elasticsearch import helpers
+
+        query = {"_source": False, "query": {"exists": {"field": "taken_source"}}}
+        with self._store._guard("read the annotations"):
+            if not self._exists():
+                return set()
+            return {hit["_id"] for hit in helpers.scan(self._es, index=self.index, query=query, size=5000,
+                                                         scroll="2m")}
+
+    def forget(self, ids: Iterable[str]) -> None:
+        from elasticsearch import helpers
+
+        ids = list(ids)
+        if not ids:
+            return
+        with self._store._guard("forget annotations"):
+            if not self._exists():
+                return
+            helpers.bulk(self._writer, ({"_op_type": "delete", "_index": self.index, "_id": i} for i in ids),
+                         raise_on_error=False, refresh=True)
+
+    def _select(self, words, after, before, camera, limit, offset, full):
+        conditions: list[dict[str, Any]] = [{"wildcard": {"words": {"value": f"*{_escape(w)}*"}}}
+                                            for w in words or ()]
+        conditions += [{"wildcard": {"camera_words": {"value": f"*{_escape(w)}*"}}} for w in camera or ()]
+        if after or before:
+            bounds = {**({"gte": after} if after else {}), **({"lte": before} if before else {})}
+            conditions.append({"range": {"taken_local": bounds}})
+        # Deep pages use search_after past 10,000 (from + size is capped by index.max_result_window).
+        with self._store._guard("search the annotations"):
+            if not self._exists():
+                return []
+            found: dict[str, Annotation | None] = {}
+            after_key = None
+            skip = offset
+            while len(found) < limit:
+                size = min(10_000, limit - len(found) + skip)
+                body: dict[str, Any] = {
+                    "query": {"bool": {"filter": conditions}}, "size": size, "_source": full,
+                    "sort": [{"taken_local": {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
+                    "track_total_hits": False}
+                if after_key is not None:
+                    body["search_after"] = after_key
+                hits = self._es.search(index=self.index, **body)["hits"]["hits"]
+                if not hits:
+                    break
+                after_key = hits[-1]["sort"]
+                taken = hits[skip:]
+                skip = max(0, skip - len(hits))
+                found.update((h["_id"], _from_doc(h["_source"]) if full else None) for h in taken)
+                if len(hits) < size:
+                    break
+        return dict(list(found.items())[:limit])
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the store."""
+
+    def _exists(self) -> bool:
+        if not self._created:
+            self._created = bool(self._es.indices.exists(index=self.index))
+        return self._created
+
+    def _create(self) -> None:
+        from elasticsearch import ApiError
+
+        if self._exists():
+            return
+        keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
+        try:
+            self._writer.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": {
+                "id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
+                "camera": stored, "camera_words": {"type": "keyword", "doc_values": False}, "lens": stored,
+                "path_words": stored, "words": {"type": "keyword", "doc_values": False}}},
+                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
+        except ApiError as exc:
+            if exc.error != "resource_already_exists_exception":  # another process made it first
+                raise
+        self._created = True
+
+
+def _from_row(row: tuple) -> Annotation:
+    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])))
+
+
+def _doc(image_id: str, a: Annotation) -> dict[str, Any]:
+    return {"id": image_id, "tags": list(a.tags), "taken": a.taken, "taken_local": a.taken_local,
+            "taken_source": a.taken_source, "camera": a.camera, "camera_words": fold(a.camera) if a.camera else None,
+            "lens": a.lens, "path_words": list(a.path_words), "words": a.words().split(SEPARATOR)}
+
+
+def _from_doc(doc: dict[str, Any]) -> Annotation:
+    return Annotation(tuple(doc.get("tags") or ()), doc.get("taken"), doc.get("taken_local"),
+                      doc.get("taken_source"), doc.get("camera"), doc.get("lens"), tuple(doc.get("path_words") or ()))
+
+
+def _escape(word: str) -> str:
+    """A literal word inside an Elasticsearch wildcard pattern."""
+    return "".join("\\" + c if c in "\\*?" else c for c in word)
