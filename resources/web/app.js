@@ -8,8 +8,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   trail: [], // steps: {kind: "upload", file, preview, label} | {kind: "image", id, label, thumb}
   pos: -1, // the step shown; steps after it are kept for the browser's Forward button
-  k: 24,
+  k: 50, // as the desktop app (desktop/preferences.py DEFAULT_RESULTS)
   minScore: 0,
+  text: "", // the name filter: the API's `text` parameter
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   request: 0, // responses of superseded requests are dropped
   blobs: [], // object URLs of thumbnails fetched with the token, revoked on the next render
@@ -127,12 +128,14 @@ function searchUpload(step) {
   form.append("image", step.file, step.file.name || "image");
   form.append("k", String(state.k));
   if (state.minScore > 0) form.append("min_score", String(state.minScore));
+  if (state.text) form.append("text", state.text);
   return api("api/search", { method: "POST", body: form });
 }
 
 function searchSimilar(step) {
   const params = new URLSearchParams({ k: String(state.k) });
   if (state.minScore > 0) params.set("min_score", String(state.minScore));
+  if (state.text) params.set("text", state.text);
   return api(`api/images/${encodeURIComponent(step.id)}/similar?${params}`);
 }
 
@@ -217,9 +220,11 @@ function renderResults(body, step) {
   $("empty").hidden = body !== null;
   $("summary").textContent = body ? summaryText(results, body.took_ms, step) : "";
   if (body && results.length === 0 && $("message").hidden) {
-    $("summary").textContent = state.minScore > 0
-      ? "No images are that similar. Lower the minimum similarity."
-      : "No results: the index is empty.";
+    $("summary").textContent = state.text
+      ? `No results have “${state.text}” in their file or folder name. Clear the filter to see them all.`
+      : state.minScore > 0
+        ? "No images are that similar. Lower the minimum similarity."
+        : "No results: the index is empty.";
   }
   for (const result of results) grid.append(card(result, step));
 }
@@ -227,7 +232,8 @@ function renderResults(body, step) {
 function summaryText(results, tookMs, step) {
   const count = `${results.length} result${results.length === 1 ? "" : "s"}`;
   const source = step.kind === "upload" ? "your image" : step.label;
-  return `${count} similar to ${source} · ${Math.round(tookMs)} ms`;
+  const named = state.text ? ` · names with “${state.text}”` : "";
+  return `${count} similar to ${source}${named} · ${Math.round(tookMs)} ms`;
 }
 
 function card(result, step) {
@@ -247,7 +253,7 @@ function card(result, step) {
   thumb.append(img);
   if (isQuery) thumb.append(el("span", "badge", "Query"));
   const meta = el("div", "meta");
-  meta.append(el("span", "name", result.name), el("span", "score", result.score.toFixed(3)));
+  meta.append(nameLabel(result.name), el("span", "score", result.score.toFixed(3)));
   const bar = el("div", "bar");
   const fill = el("span");
   // Set through the CSSOM: the page's Content-Security-Policy allows no inline style attributes.
@@ -268,6 +274,16 @@ function card(result, step) {
     item.append(open);
   }
   return item;
+}
+
+// A name that does not fit loses its middle, never its end: "orig_012…copy.jpg" (copies differ at the end).
+const NAME_END = 10; // characters always shown: a suffix like "_copy2" and the extension
+function nameLabel(name) {
+  const label = el("span", "name");
+  label.title = name;
+  const cut = name.length > 2 * NAME_END ? name.length - NAME_END : name.length;
+  label.append(el("span", "name-start", name.slice(0, cut)), el("span", "name-end", name.slice(cut)));
+  return label;
 }
 
 function setBusy(busy) {
@@ -324,6 +340,14 @@ function wireInputs() {
   $("min-score").addEventListener("change", (event) => {
     state.minScore = Number(event.target.value);
     run();
+  });
+  let typing = 0; // the filter searches once the user pauses, as in the desktop app
+  $("text-filter").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      state.text = event.target.value.trim();
+      run();
+    }, 250);
   });
   $("back").addEventListener("click", back);
   $("message-close").addEventListener("click", hideMessage);
