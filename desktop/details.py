@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QDateTime, QLocale, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
@@ -23,13 +25,15 @@ from desktop.thumbnails import pil_to_qimage
 from desktop.worker import WORKER_NICE, Worker
 
 ZOOM_STEP = 1.25  # one wheel notch or one +/- press
+DATE_FORMAT = "d MMM yyyy, HH:mm"
 MAX_ZOOM = 16.0  # times the image's own pixels: enough to see single pixels, not so far that one fills the screen
 
 
 def modified_text(mtime_ns: int) -> str:
-    """A file's modification time (ns since the epoch) in the user's locale, local time."""
+    """A file's modification time (ns since the epoch), local time, with the locale's month name: "30 Nov 2026,
+    03:30" reads the same everywhere (a short numeric date is ambiguous: 03/04)."""
     when = QDateTime.fromMSecsSinceEpoch(mtime_ns // 1_000_000)
-    return QLocale().toString(when, QLocale.FormatType.ShortFormat)
+    return QLocale().toString(when, DATE_FORMAT)
 
 
 class DetailsPanel(QDockWidget):
@@ -49,7 +53,8 @@ class DetailsPanel(QDockWidget):
                               strict=True):
             field = self.fields[key]
             field.setWordWrap(True)
-            field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if key != "folder":  # (its break points would be copied too: Copy Path in the grid's menu copies it)
+                field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(label, field)
         self.empty = QLabel("Select a result to see its details.")
         self.empty.setWordWrap(True)
@@ -75,7 +80,8 @@ class DetailsPanel(QDockWidget):
         self.preview.setPixmap(thumbnail if thumbnail is not None else QPixmap())
         self.preview.setText("" if thumbnail is not None else "…")
         self.fields["name"].setText(record.name)
-        self.fields["folder"].setText(record.folder)
+        # Break points after separators: a long path wraps in the narrow panel instead of being cut.
+        self.fields["folder"].setText(re.sub(r"([/\\_])", "\\1\u200b", record.folder))
         self.fields["size"].setText(files.human_size(record.size))
         self.fields["dimensions"].setText(f"{record.width:,} × {record.height:,} px")
         self.fields["modified"].setText(modified_text(record.mtime_ns))

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.scan import is_under
+from desktop.details import DATE_FORMAT
 from desktop.index_widgets import plural
 from desktop.session import OPEN
 
@@ -84,8 +85,7 @@ class FolderManager(QDialog):
         self.tree.clear()
         for folder in roots:
             when = w.prefs.last_scan(folder)
-            scanned = "—" if when is None else QLocale().toString(
-                QDateTime.fromSecsSinceEpoch(int(when)), QLocale.FormatType.ShortFormat)
+            scanned = "—" if when is None else QLocale().toString(QDateTime.fromSecsSinceEpoch(int(when)), DATE_FORMAT)
             item = QTreeWidgetItem([folder, "…", scanned])
             item.setData(0, Qt.ItemDataRole.UserRole, folder)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
