@@ -15,8 +15,8 @@ from desktop.search import EMPTY_INDEX, FAILED, IDLE, NO_MATCH, SHOWN, SearchPre
 
 
 def record(n: int) -> ImageRecord:
-    return ImageRecord(id=f"id{n}", path=f"/photos/p{n}.jpg", name=f"p{n}.jpg", folder="/photos", size=10,
-                       mtime_ns=0, hash="h", width=4, height=3)
+    return ImageRecord(id=f"id{n}", paths=(f"/photos/p{n}.jpg",), size=10, mtime_ns=0, ctime_ns=0, inode=0,
+                       hash="h", width=4, height=3)
 
 
 class FakeStore:
