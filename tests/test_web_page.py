@@ -172,6 +172,14 @@ def test_defaults_as_the_desktop_a_name_filter_and_names_elided_in_the_middle(se
         return [start.scrollWidth > start.clientWidth, end.scrollWidth <= end.clientWidth, end.textContent,
                 getComputedStyle(start).textOverflow, item.querySelector(".name").title];""")
     assert shown == [True, True, "s_copy.jpg", "ellipsis", "orig_012__holiday_in_the_mountains_and_the_lakes_copy.jpg"]
+    # Every card shows its name's end whole; a short name is shown whole.
+    assert browser.execute_script("""return [...document.querySelectorAll('#results .name-end')]
+        .every(s => s.scrollWidth <= s.clientWidth && s.getBoundingClientRect().right
+                    <= s.closest('.card').getBoundingClientRect().right)""")
+    coffee = browser.execute_script("""const n = [...document.querySelectorAll('#results .name')]
+        .find(n => n.title === 'coffee.jpg'); const s = n.closest('.meta').querySelector('.score');
+        return [n.textContent, Math.abs(n.getBoundingClientRect().bottom - s.getBoundingClientRect().bottom) < 4];""")
+    assert coffee == ["coffee.jpg", True]  # whole, and on the score's line
 
 
 def test_a_non_image_shows_the_servers_reason(server, browser, tmp_path):

@@ -281,8 +281,10 @@ const NAME_END = 10; // characters always shown: a suffix like "_copy2" and the 
 function nameLabel(name) {
   const label = el("span", "name");
   label.title = name;
-  const cut = name.length > 2 * NAME_END ? name.length - NAME_END : name.length;
-  label.append(el("span", "name-start", name.slice(0, cut)), el("span", "name-end", name.slice(cut)));
+  const cut = Math.max(0, name.length - NAME_END);
+  // No empty start: an empty flex item would move the name's baseline off the score's.
+  if (cut > 0) label.append(el("span", "name-start", name.slice(0, cut)));
+  label.append(el("span", "name-end", name.slice(cut)));
   return label;
 }
 
