@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import QDateTime, QLocale, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
@@ -87,6 +87,18 @@ class DetailsPanel(QDockWidget):
         self.fields["modified"].setText(modified_text(record.mtime_ns))
         self.fields["score"].setText(f"{hit.score:.3f}")
         self.setToolTip(record.path)
+
+    def set_preview(self, image: QImage, device_pixel_ratio: float) -> None:
+        """A larger preview than the grid's thumbnail (desktop.thumbnails.CACHE_SIZE), fitted to the panel."""
+        if image.isNull():
+            return
+        pixmap = QPixmap.fromImage(image)
+        width = max(self.widget().width() - 24, 120) * device_pixel_ratio
+        if pixmap.width() > width:
+            pixmap = pixmap.scaledToWidth(round(width), Qt.TransformationMode.SmoothTransformation)
+        pixmap.setDevicePixelRatio(device_pixel_ratio)
+        self.preview.setPixmap(pixmap)
+        self.preview.setText("")
 
 
 class ImageView(QGraphicsView):

@@ -35,7 +35,7 @@ from desktop.search_view import WindowSearchView
 from desktop.session import OPEN, Session
 from desktop.settings_dialog import SettingsDialog
 from desktop.status_bar import build_status_bar
-from desktop.thumbnails import ThumbnailLoader
+from desktop.thumbnails import CACHE_SIZE, ThumbnailLoader, thumbnail_key
 from desktop.worker import WORKER_NICE, Worker
 
 COUNT_EVERY_S = 1.0  # the image count refreshes this often while indexing
@@ -73,6 +73,10 @@ class MainWindow(QMainWindow):
         self.search = SearchPresenter(self.search_view, self.searcher.call)
         build_central(self)
         self.details = DetailsPanel(self)
+        # The panel's preview: twice the grid's thumbnail, read from the same disk cache.
+        self.preview_loader = ThumbnailLoader(round(CACHE_SIZE * dpr), thumbnail_dir, self)
+        self.preview_loader.loaded.connect(self._preview_loaded)
+        self._preview_key: str | None = None
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
         self.details.hide()  # shown from View → Details Panel; restoreState below brings back the user's choice
         self.quick_look_dialog: QuickLook | None = None
@@ -118,7 +122,6 @@ class MainWindow(QMainWindow):
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
         self.details.visibilityChanged.connect(lambda _shown: self._show_details())
         self.model.modelReset.connect(self._show_details)
-        self.model.dataChanged.connect(lambda *_: self._show_details())  # a thumbnail arrived
 
     # == what the controllers say ===================================================================
     @property
@@ -219,9 +222,17 @@ class MainWindow(QMainWindow):
         return self.model.hit(index) if index.isValid() and self.view.selectionModel().isSelected(index) else None
 
     def _show_details(self) -> None:
-        if self.details.isVisible():
-            hit = self.current_hit()
-            self.details.show_hit(hit, self.model.thumbnail(hit) if hit is not None else None)
+        if not self.details.isVisible():
+            return
+        hit = self.current_hit()
+        self._preview_key = thumbnail_key(hit.record) if hit is not None else None
+        self.details.show_hit(hit, self.model.thumbnail(hit) if hit is not None else None)
+        if hit is not None:
+            self.preview_loader.request(hit.record)
+
+    def _preview_loaded(self, key: str, image) -> None:
+        if key == self._preview_key:
+            self.details.set_preview(image, self.devicePixelRatioF())
 
     def quick_look(self) -> None:
         hit = self.current_hit()
@@ -337,6 +348,7 @@ class MainWindow(QMainWindow):
         QApplication.instance().removeEventFilter(self)
         self.session.shutdown()
         self.loader.shutdown()
+        self.preview_loader.shutdown()
         for dialog in (self.settings_dialog, self.duplicates_dialog, self.jobs.report_dialog, self.errors.box,
                        self.quick_look_dialog, self.folder_manager):
             if dialog is not None:
