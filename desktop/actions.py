@@ -7,10 +7,11 @@ from functools import partial
 from types import SimpleNamespace
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from desktop import folders
+from desktop.results_view import SORTS
 from desktop.style import icon
 
 
@@ -56,20 +57,44 @@ def build_actions(w) -> SimpleNamespace:
         duplicates=_action(w, "Find &Duplicates…", w.find_duplicates, None, "duplicates",
                            "Groups of near-identical images in the index"),
         web=_action(w, "Open &Web Page", w.open_web_page, None, None, "The search page the built-in HTTP API serves"),
+        quick_look=_action(w, "&Quick Look", w.quick_look, "Space", None,
+                           "The selected result large: zoom with the wheel or +/-, drag to pan, Esc closes"),
+        folders=_action(w, "&Manage Folders…", w.manage_folders, None, None,
+                        "The indexed folders: image counts, last scan; add, re-scan, remove"),
         about=_action(w, "&About", w.about),
         shortcuts=_action(w, "&Keyboard Shortcuts", lambda: show_shortcuts(w), "F1"),
     )
+    # Space belongs to the grid: in the name filter it types a space.
+    w.removeAction(a.quick_look)
+    w.view.addAction(a.quick_look)
+    a.quick_look.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+    a.details = w.details.toggleViewAction()
+    a.details.setText("&Details Panel")
+    a.details.setShortcut(QKeySequence("Ctrl+D"))
+    a.details.setStatusTip("Preview, size, dimensions, date and similarity of the selected result")
+    w.addAction(a.details)
+    a.sorts = QActionGroup(w)
+    for key, text in SORTS.items():
+        action = a.sorts.addAction(text)
+        action.setCheckable(True)
+        action.setData(key)
+        action.setChecked(key == w.model.sort)
+    a.sorts.triggered.connect(lambda action: w.set_sort(action.data()))
     a.settings.setMenuRole(QAction.MenuRole.PreferencesRole)
     a.quit.setMenuRole(QAction.MenuRole.QuitRole)
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addActions([a.open, a.paste])
     file_menu.addSeparator()
-    file_menu.addActions([a.index, a.rescan, a.remove])
+    file_menu.addActions([a.index, a.rescan, a.remove, a.folders])
     file_menu.addSeparator()
     file_menu.addAction(a.settings)
     file_menu.addSeparator()
     file_menu.addAction(a.quit)
+    view_menu = bar.addMenu("&View")
+    view_menu.addActions([a.details, a.quick_look])
+    view_menu.addSeparator()
+    view_menu.addMenu("&Sort By").addActions(a.sorts.actions())
     bar.addMenu("&Go").addActions([a.back, a.forward, a.similar, a.find, a.clear_filters, a.clear_query])
     bar.addMenu("&Tools").addActions([a.duplicates, a.web])
     bar.addMenu("&Help").addActions([a.shortcuts, a.about])
@@ -88,7 +113,8 @@ def build_actions(w) -> SimpleNamespace:
 def shortcuts_text(w) -> str:
     """Every action that has a shortcut, as an HTML table (from the actions themselves: one list, never stale)."""
     rows = [(a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), a.text().replace("&", ""))
-            for a in vars(w.act).values() if not a.shortcut().isEmpty()]
+            for a in vars(w.act).values() if isinstance(a, QAction) and not a.shortcut().isEmpty()]
+    rows += [("+ / − / 0, wheel, drag", "Quick Look: zoom in / out / fit, zoom, pan")]
     rows += [("Enter, double-click", "Find Similar (the selected result)"), ("Mouse back / forward", "Back / Forward")]
     return "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{t}</td></tr>" for k, t in rows) + "</table>"
 

@@ -92,9 +92,12 @@ class JobsController(QObject):
         return bool(self._active)
 
     # -- submitting -------------------------------------------------------------------------------
-    def index(self, roots: list[str]) -> None:
+    def index(self, roots: list[str], prune_missing: bool = False, done: Done | None = None) -> None:
+        """Index `roots`; `done` gets the run's core.indexer.IndexReport when it finishes (not if cancelled)."""
         if self.queue is not None:
-            self.queue.submit_index(roots)
+            job = self.queue.submit_index(roots, prune_missing=prune_missing)
+            if done is not None:
+                self._callbacks[job.id] = (done, None)
 
     def remove(self, folders: list[str], done: Done | None = None) -> None:
         if self.queue is not None:

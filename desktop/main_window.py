@@ -20,20 +20,22 @@ from core.config import Settings
 from core.model import Extractor
 from desktop import folders, status_bar
 from desktop.actions import build_actions
+from desktop.details import DetailsPanel, QuickLook
 from desktop.duplicates_dialog import DuplicatesDialog
 from desktop.errors import ErrorPresenter, about_text
+from desktop.folder_manager import FolderManager
 from desktop.indexing import JobsController
 from desktop.layout import build_central
 from desktop.preferences import Choices, Preferences
 from desktop.query import source_from_mime
 from desktop.result_delegate import THUMB
-from desktop.results_view import ResultsModel
+from desktop.results_view import SORTS, ResultsModel
 from desktop.search import SearchPresenter
 from desktop.search_view import WindowSearchView
 from desktop.session import OPEN, Session
 from desktop.settings_dialog import SettingsDialog
 from desktop.status_bar import build_status_bar
-from desktop.thumbnails import ThumbnailLoader
+from desktop.thumbnails import CACHE_SIZE, ThumbnailLoader, thumbnail_key
 from desktop.worker import WORKER_NICE, Worker
 
 COUNT_EVERY_S = 1.0  # the image count refreshes this often while indexing
@@ -66,9 +68,19 @@ class MainWindow(QMainWindow):
         dpr = self.devicePixelRatioF()
         self.loader = ThumbnailLoader(round(THUMB * dpr), thumbnail_dir, self)
         self.model = ResultsModel(self.loader, dpr, self)
+        self.model.sort = prefs.sort if prefs.sort in SORTS else "similarity"
         self.search_view = WindowSearchView(self)
         self.search = SearchPresenter(self.search_view, self.searcher.call)
         build_central(self)
+        self.details = DetailsPanel(self)
+        # The panel's preview: twice the grid's thumbnail, read from the same disk cache.
+        self.preview_loader = ThumbnailLoader(round(CACHE_SIZE * dpr), thumbnail_dir, self)
+        self.preview_loader.loaded.connect(self._preview_loaded)
+        self._preview_key: str | None = None
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
+        self.details.hide()  # shown from View → Details Panel; restoreState below brings back the user's choice
+        self.quick_look_dialog: QuickLook | None = None
+        self.folder_manager: FolderManager | None = None
         self.act = build_actions(self)
         self.back_button.setDefaultAction(self.act.back)
         self.forward_button.setDefaultAction(self.act.forward)
@@ -106,6 +118,10 @@ class MainWindow(QMainWindow):
         self.jobs.progressed.connect(self._job_progressed)
         self.jobs.finished.connect(self._job_finished)
         self.jobs.busy_changed.connect(lambda _busy: self.update_actions())
+        self.view.selectionModel().currentChanged.connect(lambda *_: self._show_details())
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
+        self.details.visibilityChanged.connect(lambda _shown: self._show_details())
+        self.model.modelReset.connect(self._show_details)
 
     # == what the controllers say ===================================================================
     @property
@@ -167,6 +183,9 @@ class MainWindow(QMainWindow):
         if job["kind"] == "remove" and job["state"] == "done":
             for folder in job["paths"]:
                 self.prefs.remove_root(folder)
+        if job["kind"] == "index" and job["state"] == "done":
+            for folder in job["paths"]:
+                self.prefs.folder_scanned(folder, time.time())
         self.session.refresh_info()
         if job["state"] == "failed" and job["kind"] == "index":
             self.errors.show_job_failure(job, retry=lambda: self.start_index(job["paths"]))
@@ -191,17 +210,58 @@ class MainWindow(QMainWindow):
         if hits := self.view.selected_hits():
             self.refine(hits[0].record, hits[0])
 
+    def set_sort(self, key: str) -> None:
+        """Order the results by a key of SORTS; the choice is kept for the next launch."""
+        self.model.set_sort(key)
+        self.prefs.sort = key
+        for action in self.act.sorts.actions():
+            action.setChecked(action.data() == key)
+
+    def current_hit(self):
+        index = self.view.currentIndex()
+        return self.model.hit(index) if index.isValid() and self.view.selectionModel().isSelected(index) else None
+
+    def _show_details(self) -> None:
+        if not self.details.isVisible():
+            return
+        hit = self.current_hit()
+        self._preview_key = thumbnail_key(hit.record) if hit is not None else None
+        self.details.show_hit(hit, self.model.thumbnail(hit) if hit is not None else None)
+        if hit is not None:
+            self.preview_loader.request(hit.record)
+
+    def _preview_loaded(self, key: str, image) -> None:
+        if key == self._preview_key:
+            self.details.set_preview(image, self.devicePixelRatioF())
+
+    def quick_look(self) -> None:
+        hit = self.current_hit()
+        if hit is None:
+            return
+        if self.quick_look_dialog is not None:
+            self.quick_look_dialog.close()
+        self.quick_look_dialog = QuickLook(hit, self.model.thumbnail(hit), self)
+        self.quick_look_dialog.open()
+
+    def manage_folders(self) -> None:
+        if self.folder_manager is None:
+            self.folder_manager = FolderManager(self)
+        self.folder_manager.refresh()
+        self.folder_manager.show()
+        self.folder_manager.raise_()
+
     def focus_filter(self) -> None:
         self.controls.text_filter.setFocus()
         self.controls.text_filter.selectAll()
 
-    def start_index(self, roots: list[str]) -> None:
+    def start_index(self, roots: list[str], prune_missing: bool = False, done=None) -> None:
+        """Index `roots` in the engine's job queue; `done(IndexReport)` when it finishes (see JobsController)."""
         if self.session.state != OPEN or self.jobs.busy:
             self.statusBar().showMessage("Indexing is already running." if self.jobs.busy else "No index is open.",
                                          5000)
             return
         self.session.ensure_model()  # shows "Loading the model…"; the job waits for the same model
-        self.jobs.index(roots)
+        self.jobs.index(roots, prune_missing, done)
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.choices, self.locked, self.searcher, self)
@@ -245,10 +305,11 @@ class MainWindow(QMainWindow):
     # == window =====================================================================================
     def update_actions(self) -> None:
         ready = self.session.state == OPEN
-        for action in (self.act.index, self.act.rescan, self.act.remove, self.act.duplicates):
+        for action in (self.act.index, self.act.rescan, self.act.remove, self.act.duplicates, self.act.folders):
             action.setEnabled(ready and not self.jobs.busy)
         self.act.web.setEnabled(self.session.api is not None)
         self.act.similar.setEnabled(bool(self.view.selected_hits()))
+        self.act.quick_look.setEnabled(bool(self.view.selected_hits()))
         self.search_view.update_placeholder_action(ready and not self.jobs.busy)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
@@ -293,8 +354,10 @@ class MainWindow(QMainWindow):
         self.controls.settle()
         QApplication.instance().removeEventFilter(self)
         # Dialogs first: a duplicates action in progress stops between files before the index closes.
-        for dialog in (self.settings_dialog, self.duplicates_dialog, self.jobs.report_dialog, self.errors.box):
+        for dialog in (self.settings_dialog, self.duplicates_dialog, self.jobs.report_dialog, self.errors.box,
+                       self.quick_look_dialog, self.folder_manager):
             if dialog is not None:
                 dialog.close()
         self.session.shutdown()
         self.loader.shutdown()
+        self.preview_loader.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolButton, QWidget
 
@@ -69,6 +70,7 @@ class Breadcrumb(QScrollArea):
         self._layout.setSpacing(2)
         self.setWidget(self._row)
         self.buttons: list[QToolButton] = []
+        self._current: QToolButton | None = None
 
     def minimumSizeHint(self) -> QSize:
         return QSize(0, self._row.sizeHint().height())
@@ -94,10 +96,20 @@ class Breadcrumb(QScrollArea):
             self.buttons.append(self._crumb(n, labels[n], n == current))
             self._layout.addWidget(self.buttons[-1])
         self._layout.addStretch(1)
+        for i in range(self._layout.count()):  # shown now: a layout leaves widgets not yet shown out of its size
+            if (widget := self._layout.itemAt(i).widget()) is not None:
+                widget.show()
         self.setFixedHeight(self._row.sizeHint().height())
-        if 0 <= current - first < len(self.buttons):
-            shown = self.buttons[current - first]
-            QTimer.singleShot(0, lambda: self.ensureWidgetVisible(shown, 8, 0))
+        self._current = self.buttons[current - first] if 0 <= current - first < len(self.buttons) else None
+        QTimer.singleShot(0, self._show_current)
+
+    def _show_current(self) -> None:
+        if self._current is not None and shiboken6.isValid(self._current):
+            self.ensureWidgetVisible(self._current, 8, 0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show_current()  # narrowed (a panel opened, the window shrank): the current step stays in view
 
     def labels(self) -> list[str]:
         """The visible steps' full labels (for tests and accessibility)."""

@@ -105,6 +105,23 @@ class Preferences:
     def result_count(self, k: int) -> None:
         self.store.setValue("result_count", k)
 
+    @property
+    def sort(self) -> str:
+        """How the grid orders results (a key of desktop.results_view.SORTS)."""
+        return self.store.value("results/sort", "similarity", type=str)
+
+    @sort.setter
+    def sort(self, key: str) -> None:
+        self.store.setValue("results/sort", key)
+
+    def folder_scanned(self, folder: str, when: float) -> None:
+        """Remember when `folder` was last indexed (seconds since the epoch): the index keeps no such date."""
+        self.store.setValue(f"scanned/{_key(folder)}", when)
+
+    def last_scan(self, folder: str) -> float | None:
+        value = self.store.value(f"scanned/{_key(folder)}")
+        return None if value is None else float(value)
+
     def geometry(self) -> tuple[QByteArray | None, QByteArray | None]:
         return self.store.value("window/geometry"), self.store.value("window/state")
 
@@ -118,3 +135,8 @@ class Preferences:
     def save_geometry(self, geometry: QByteArray, state: QByteArray) -> None:
         self.store.setValue("window/geometry", geometry)
         self.store.setValue("window/state", state)
+
+
+def _key(folder: str) -> str:
+    # QSettings keys treat "/" and "\\" as groups: a path is stored under its hex form.
+    return folder.encode("utf-8", "surrogateescape").hex()

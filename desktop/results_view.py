@@ -39,7 +39,23 @@ from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 
 OPEN_WITHOUT_ASKING = 5  # files opened at once without a question (issue 14: Ctrl+A over 1,000 results)
 PIXMAP_CACHE = 600  # ~60 MB of decoded 160 px thumbnails; results beyond it are re-read from the disk cache
+# How the grid orders results: key -> menu text. "folder" groups them, folders in the order of their best hit.
+SORTS = {"similarity": "Similarity", "date": "Date (Newest First)", "name": "Name", "folder": "Folder (Grouped)"}
 
+
+def ordered(hits: list[Hit], sort: str) -> list[Hit]:
+    """`hits` (best first, as the kNN search returns them) in the order `sort` (a key of SORTS) names.
+    Every order is stable, so results equal in that order stay best first."""
+    if sort == "date":
+        return sorted(hits, key=lambda h: -h.record.mtime_ns)
+    if sort == "name":
+        return sorted(hits, key=lambda h: (h.record.name.casefold(), h.record.path))
+    if sort == "folder":
+        rank: dict[str, int] = {}
+        for hit in hits:
+            rank.setdefault(hit.record.folder, len(rank))
+        return sorted(hits, key=lambda h: rank[h.record.folder])
+    return list(hits)
 
 
 class ResultsModel(QAbstractListModel):
@@ -49,7 +65,9 @@ class ResultsModel(QAbstractListModel):
         super().__init__(parent)
         self._loader = loader
         self._dpr = device_pixel_ratio
-        self._hits: list[Hit] = []
+        self._hits: list[Hit] = []  # in the grid's order
+        self._best_first: list[Hit] = []  # as the search returned them
+        self.sort = "similarity"  # a key of SORTS
         self._rows: dict[str, list[int]] = {}
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._unreadable: set[str] = set()
@@ -59,14 +77,32 @@ class ResultsModel(QAbstractListModel):
 
     # -- contents ---------------------------------------------------------------------------------
     def set_hits(self, hits: list[Hit]) -> None:
+        """A new result list, best first; the grid shows it in the order of `sort`."""
         self.beginResetModel()
-        self._hits = list(hits)
+        self._best_first = list(hits)
+        self._hits = ordered(self._best_first, self.sort)
         self._rows = {}
         for row, hit in enumerate(self._hits):
             self._rows.setdefault(thumbnail_key(hit.record), []).append(row)
         self._loader.clear()  # the old list's unstarted requests are no longer wanted...
         self._requested.clear()  # ...so they may be asked for again
         self.endResetModel()
+
+    def set_sort(self, sort: str) -> None:
+        """Reorder the results shown (a key of SORTS); thumbnails already loaded stay."""
+        if sort not in SORTS:
+            raise ValueError(f"unknown sort {sort!r}: one of {', '.join(SORTS)}")
+        self.sort = sort
+        self.layoutAboutToBeChanged.emit()
+        old = self._hits
+        self._hits = ordered(self._best_first, sort)
+        self._rows = {}
+        for row, hit in enumerate(self._hits):
+            self._rows.setdefault(thumbnail_key(hit.record), []).append(row)
+        new_row = {id(hit): row for row, hit in enumerate(self._hits)}
+        persistent = self.persistentIndexList()  # the selection and current result follow their rows
+        self.changePersistentIndexList(persistent, [self.index(new_row[id(old[i.row()])]) for i in persistent])
+        self.layoutChanged.emit()
 
     def set_query_path(self, path: str | None) -> None:
         """The query's own file, marked where it appears among the results (as the web page does)."""

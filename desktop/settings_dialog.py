@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -130,7 +131,8 @@ class SettingsDialog(QDialog):
         self.api_enabled = QCheckBox("Serve the HTTP API and web page while the app runs")
         self.api_enabled.setChecked(choices.api_enabled)
         self.api_port = QSpinBox()
-        self.api_port.setRange(1, 65535)
+        self.api_port.setRange(0, 65535)
+        self.api_port.setSpecialValueText("any free port")  # 0: the system picks one (core.server)
         self.api_port.setValue(s.api_port)
         self.api_enabled.toggled.connect(self.api_port.setEnabled)
         self.api_port.setEnabled(choices.api_enabled)
@@ -194,7 +196,14 @@ class SettingsDialog(QDialog):
             self.test_button.setEnabled(True)
 
     def _backend_changed(self) -> None:
-        self.pages.setCurrentIndex(0 if self.backend.currentData() == "embedded" else 1)
+        current = 0 if self.backend.currentData() == "embedded" else 1
+        self.pages.setCurrentIndex(current)
+        # A stacked widget is as tall as its tallest page: the hidden one is ignored, so no empty gap is left.
+        for i in range(self.pages.count()):
+            policy = QSizePolicy.Policy.Preferred if i == current else QSizePolicy.Policy.Ignored
+            self.pages.widget(i).setSizePolicy(policy, policy)
+        self.pages.adjustSize()
+        self.adjustSize()
 
     def _choose_data_dir(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Index folder", self.data_dir.text())

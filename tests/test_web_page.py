@@ -97,7 +97,7 @@ def test_search_refine_and_walk_back(server, browser, tmp_path):
     browser.find_element(By.ID, "file-input").send_keys(str(server.photos / "coffee.jpg"))
     wait.until(lambda d: len(card_ids(d)) == len(PHOTOS) and "your image" in d.find_element(By.ID, "summary").text)
     first_results = card_ids(browser)
-    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .name")]
+    names = [e.get_attribute("textContent") for e in browser.find_elements(By.CSS_SELECTOR, "#results .name")]
     assert names[0] == "coffee.jpg"
     scores = [float(e.text) for e in browser.find_elements(By.CSS_SELECTOR, "#results .score")]
     assert scores == sorted(scores, reverse=True)
@@ -137,6 +137,49 @@ def test_search_refine_and_walk_back(server, browser, tmp_path):
 
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe  # no script errors, no blocked resources (CSP), no failed requests
+
+
+def test_defaults_as_the_desktop_a_name_filter_and_names_elided_in_the_middle(server, browser):
+    """Issue 14: 50 results as the desktop app, a filter box (the API's `text`), "orig_012…copy.jpg"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(server.url + "/")
+    wait.until(lambda d: f"{len(PHOTOS)} images" in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "k").get_attribute("value") == "50"  # desktop/preferences.py DEFAULT_RESULTS
+    browser.find_element(By.ID, "file-input").send_keys(str(server.photos / "coffee.jpg"))
+    wait.until(lambda d: len(card_ids(d)) == len(PHOTOS))
+
+    browser.find_element(By.ID, "words").send_keys("rock")
+    wait.until(lambda d: len(card_ids(d)) == 1)
+    assert browser.find_element(By.CSS_SELECTOR, "#results .name").get_attribute("textContent") == "rocket.jpg"
+    assert "names with “rock”" in browser.find_element(By.ID, "summary").text
+    browser.find_element(By.ID, "words").send_keys("zzz")
+    wait.until(lambda d: not card_ids(d) and "Clear the filter" in d.find_element(By.ID, "summary").text)
+    browser.find_element(By.ID, "words").clear()
+    browser.execute_script("document.getElementById('words').dispatchEvent(new Event('input'))")
+    wait.until(lambda d: len(card_ids(d)) == len(PHOTOS))
+
+    # A long name in a card: its start is cut with an ellipsis, its end shows whole.
+    shown = browser.execute_script("""
+        const step = {kind: "upload", label: "x"};
+        const item = card({id: "long", name: "orig_012__holiday_in_the_mountains_and_the_lakes_copy.jpg",
+                           score: 0.5, width: 1, height: 1, thumbnail_url: "data:,", image_url: "data:,"}, step);
+        document.getElementById("results").prepend(item);
+        const start = item.querySelector(".name-start"), end = item.querySelector(".name-end");
+        return [start.scrollWidth > start.clientWidth, end.scrollWidth <= end.clientWidth, end.textContent,
+                getComputedStyle(start).textOverflow, item.querySelector(".name").title];""")
+    assert shown == [True, True, "s_copy.jpg", "ellipsis", "orig_012__holiday_in_the_mountains_and_the_lakes_copy.jpg"]
+    # Every card shows its name's end whole; a short name is shown whole.
+    assert browser.execute_script("""return [...document.querySelectorAll('#results .name-end')]
+        .every(s => s.scrollWidth <= s.clientWidth && s.getBoundingClientRect().right
+                    <= s.closest('.card').getBoundingClientRect().right)""")
+    coffee = browser.execute_script("""const n = [...document.querySelectorAll('#results .name')]
+        .find(n => n.title === 'coffee.jpg'); const s = n.closest('.meta').querySelector('.score');
+        return [n.textContent, Math.abs(n.getBoundingClientRect().bottom - s.getBoundingClientRect().bottom) < 4];""")
+    assert coffee == ["coffee.jpg", True]  # whole, and on the score's line
 
 
 def test_a_non_image_shows_the_servers_reason(server, browser, tmp_path):

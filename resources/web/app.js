@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   trail: [], // steps: {kind: "upload", file, preview, label} | {kind: "image", id, label, thumb}
   pos: -1, // the step shown; steps after it are kept for the browser's Forward button
-  k: 24,
+  k: 50, // as the desktop app (desktop/preferences.py DEFAULT_RESULTS)
   minScore: 0,
   dupThreshold: 0.95,
   text: "", // the words box: filters an image search, or is the search itself when there is no image
@@ -273,7 +273,7 @@ function renderResults(body, step) {
   $("summary").textContent = body ? summaryText(results, body.took_ms, step) : "";
   if (body && results.length === 0 && $("message").hidden) {
     $("summary").textContent = state.text
-      ? "No images match these words."
+      ? `No results match “${state.text}”. Clear the words to see them all.`
       : state.minScore > 0
         ? "No images are that similar. Lower the minimum similarity."
         : "No results: the index is empty.";
@@ -285,7 +285,8 @@ function summaryText(results, tookMs, step) {
   const count = `${results.length} result${results.length === 1 ? "" : "s"}`;
   if (!step) return `${count} matching “${state.text}”, newest first · ${Math.round(tookMs)} ms`;
   const source = step.kind === "upload" ? "your image" : step.label;
-  return `${count} similar to ${source} · ${Math.round(tookMs)} ms`;
+  const named = state.text ? ` · names with “${state.text}”` : "";
+  return `${count} similar to ${source}${named} · ${Math.round(tookMs)} ms`;
 }
 
 function card(result, step) {
@@ -308,7 +309,7 @@ function card(result, step) {
   // A words-only result has no score: its date taken stands there instead.
   const words = result.score === null;
   const scoreText = words ? (result.taken || "").slice(0, 10) : result.score.toFixed(3);
-  meta.append(el("span", "name", result.name), el("span", "score", scoreText));
+  meta.append(nameLabel(result.name), el("span", "score", scoreText));
   if (result.tags?.length) button.title += ` · tags: ${result.tags.join(", ")}`;
   const bar = el("div", "bar");
   const fill = el("span");
@@ -330,6 +331,18 @@ function card(result, step) {
     item.append(open);
   }
   return item;
+}
+
+// A name that does not fit loses its middle, never its end: "orig_012…copy.jpg" (copies differ at the end).
+const NAME_END = 10; // characters always shown: a suffix like "_copy2" and the extension
+function nameLabel(name) {
+  const label = el("span", "name");
+  label.title = name;
+  const cut = Math.max(0, name.length - NAME_END);
+  // No empty start: an empty flex item would move the name's baseline off the score's.
+  if (cut > 0) label.append(el("span", "name-start", name.slice(0, cut)));
+  label.append(el("span", "name-end", name.slice(cut)));
+  return label;
 }
 
 function setBusy(busy) {
@@ -394,9 +407,13 @@ function wireInputs() {
     state.dupThreshold = Number(event.target.value);
   });
   $("find-duplicates").addEventListener("click", findDuplicates);
-  $("words").addEventListener("change", (event) => {
-    state.text = event.target.value.trim();
-    run();
+  let typing = 0; // the words search once the user pauses, as in the desktop app
+  $("words").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      state.text = event.target.value.trim();
+      run();
+    }, 250);
   });
   $("back").addEventListener("click", back);
   $("message-close").addEventListener("click", hideMessage);
