@@ -25,7 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Names the scan ignores (and counts): hidden files and folders, AppleDouble `._*`, Synology `@eaDir`,
 # `.thumbnails`, Lightroom `*.lrdata` previews, Windows `$RECYCLE.BIN`, freedesktop `.Trash-*`.
 DEFAULT_EXCLUDE = ".*, ._*, @eaDir, .thumbnails, *.lrdata, $RECYCLE.BIN, .Trash-*"
-DEFAULT_KEEPER_RULES = "reference, resolution, size, oldest"  # core.duplicates.DEFAULT_RULES
+KEEPER_RULES = ("reference", "resolution", "size", "oldest")  # core.duplicates.RULE_REASONS gives each a reason
+DEFAULT_KEEPER_RULES = ", ".join(KEEPER_RULES)
 
 
 class ConfigError(UserError):
@@ -113,13 +114,11 @@ class Settings:
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
-        from core.duplicates import RULE_REASONS  # here: core.duplicates imports core.store, which imports us
-
         rules = self.keeper_rule_list()
-        unknown = [r for r in rules if r not in RULE_REASONS]
+        unknown = [r for r in rules if r not in KEEPER_RULES]
         if unknown or not rules:
             said = f"unknown keeper rule {unknown[0]!r}" if unknown else "no keeper rule"
-            raise ConfigError(f"{said} in keeper_rules; use some of {', '.join(RULE_REASONS)}, comma-separated")
+            raise ConfigError(f"{said} in keeper_rules; use some of {', '.join(KEEPER_RULES)}, comma-separated")
         return self
 
     @classmethod

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from core.config import KEEPER_RULES
 from core.paths import display_path, path_json
 from core.store.base import ImageRecord, SearchFilter, VectorStore, record_json
 from core.store.decisions import Decisions, pair
@@ -55,7 +56,7 @@ RULE_REASONS = {
     "size": "larger file",
     "oldest": "oldest",
 }
-DEFAULT_RULES = ("reference", "resolution", "size", "oldest")
+DEFAULT_RULES = KEEPER_RULES  # the order of the keeper_rules setting's default
 TIE_REASON = "first by path"  # every rule tied
 # The variants of an image that `variant_pairs` searches for: mirror and rotations (counter-clockwise).
 VARIANTS = {

@@ -89,7 +89,7 @@ class DetailsPanel(QDockWidget):
         self.setToolTip(record.path)
 
     def set_preview(self, image: QImage, device_pixel_ratio: float) -> None:
-        """A larger preview than the grid's thumbnail (desktop.thumbnails.CACHE_SIZE), fitted to the panel."""
+        """A larger preview than the grid's thumbnail (core.thumbnails.THUMBNAIL_SIZE), fitted to the panel."""
         if image.isNull():
             return
         pixmap = QPixmap.fromImage(image)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QWidget
 
 from core.config import Settings
 from core.model import Extractor
+from core.thumbnails import THUMBNAIL_SIZE
 from desktop import folders, status_bar
 from desktop.actions import build_actions
 from desktop.details import DetailsPanel, QuickLook
@@ -35,7 +36,7 @@ from desktop.search_view import WindowSearchView
 from desktop.session import OPEN, Session
 from desktop.settings_dialog import SettingsDialog
 from desktop.status_bar import build_status_bar
-from desktop.thumbnails import CACHE_SIZE, ThumbnailLoader, thumbnail_key
+from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 from desktop.worker import WORKER_NICE, Worker
 
 COUNT_EVERY_S = 1.0  # the image count refreshes this often while indexing
@@ -74,7 +75,7 @@ class MainWindow(QMainWindow):
         build_central(self)
         self.details = DetailsPanel(self)
         # The panel's preview: twice the grid's thumbnail, read from the same disk cache.
-        self.preview_loader = ThumbnailLoader(round(CACHE_SIZE * dpr), thumbnail_dir, self)
+        self.preview_loader = ThumbnailLoader(round(THUMBNAIL_SIZE * dpr), thumbnail_dir, self)
         self.preview_loader.loaded.connect(self._preview_loaded)
         self._preview_key: str | None = None
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,3 +63,25 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("IMAGE_SEARCH_CONFIG", str(tmp_path / "no-config.toml"))
     # Quantized graphs and the per-machine runtime choice go to the session's own cache, not the user's.
     monkeypatch.setenv("IMAGE_SEARCH_CACHE_DIR", str(_session_cache))
+
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """End a test process that made Qt windows without the interpreter's teardown.
+
+    After every test had passed, the desktop suite's process died with SIGSEGV (exit 139) during interpreter
+    finalization, after Python's fault handler was gone: PySide6 destroying the C++ side of the many windows,
+    thread pools and threads one process made. The app itself exits cleanly (tests/test_desktop_app.py runs
+    it as its own process and checks its exit status), so the suite keeps pytest's own status instead.
+    """
+    if "PySide6" in sys.modules and _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])

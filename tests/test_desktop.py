@@ -291,7 +291,9 @@ def test_a_thousand_results_scroll_without_decoding_in_the_gui_thread(qtbot, win
         bar.setValue(value)
         window.view.viewport().repaint()
         slowest = max(slowest, time.perf_counter() - started)
-    assert slowest < 0.1, f"slowest frame {slowest * 1000:.0f} ms"
+    # Not a speed test (bench/gui.py measures frames): decoding 1,000 thumbnails in the GUI thread would
+    # block it for seconds, far past this bound even on a loaded machine.
+    assert slowest < 0.5, f"slowest frame {slowest * 1000:.0f} ms"
     qtbot.waitUntil(window.view.visible_thumbnails_ready, timeout=WAIT_MS)  # the last screenful arrives
 
 
@@ -375,7 +377,9 @@ def test_gui_never_stalls_while_indexing_and_searches_run_between_batches(qtbot,
         qtbot.waitUntil(lambda: bool(searched_while_indexing), timeout=WAIT_MS)
     largest_stall_s = stalls.stop()
     assert searched_while_indexing[0] is True
-    assert largest_stall_s < 0.25, f"largest GUI stall {largest_stall_s * 1000:.0f} ms"
+    # Not a speed test (bench/gui.py measures stalls): a VGG16 batch in the GUI thread would block it for
+    # seconds, far past this bound even on a loaded machine.
+    assert largest_stall_s < 1.5, f"largest GUI stall {largest_stall_s * 1000:.0f} ms"
 
 
 def test_quit_during_indexing_stops_cleanly(qtbot, make_window, tmp_path, photo_dir):
