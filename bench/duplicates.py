@@ -43,9 +43,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.duplicates import VARIANTS, find_groups, variant_pairs  # noqa: E402
-from core.store import ImageRecord, ModelIdentity, VectorStore  # noqa: E402
-from core.store.embedded import EmbeddedStore  # noqa: E402
+from core.duplicates import VARIANTS, find_groups, variant_pairs
+from core.store import ImageRecord, ModelIdentity, VectorStore
+from core.store.embedded import EmbeddedStore
 
 PLANTED_FRACTION = 0.1  # of the images, in planted clusters
 EXACT_FRACTION = 0.1  # of the planted members, exact copies of their cluster's first image

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.store import ImageRecord, ModelIdentity, SearchFilter  # noqa: E402
-from core.store.embedded import EmbeddedStore  # noqa: E402
+from core.store import ImageRecord, ModelIdentity, SearchFilter
+from core.store.embedded import EmbeddedStore
 
 
 def unit_vectors(n: int, dims: int, seed: int) -> np.ndarray:

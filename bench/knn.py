@@ -167,7 +167,7 @@ def script_score_probe(url: str, data: np.ndarray) -> dict:
         t = time.perf_counter()
         store._es.search(index=store.alias, query=body, size=10)
         return {"available": True, "ms_100_docs": round((time.perf_counter() - t) * 1000, 2)}
-    except Exception as exc:  # noqa: BLE001 (reported, not hidden)
+    except Exception as exc:  # reported, not hidden
         return {"available": False, "reason": str(exc)[:200]}
     finally:
         _drop(store)

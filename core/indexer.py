@@ -403,7 +403,7 @@ class _Run:
         records = [r for r, _ in batch]
         try:
             vectors = future.result()
-        except Exception:  # noqa: BLE001 - find the file that fails: embed one at a time
+        except Exception:  # find the file that fails: embed one at a time
             records, vectors = self.vectors_one_by_one(batch)
         self.commit(records, vectors)
         self.embed_done += len(batch)
@@ -416,7 +416,7 @@ class _Run:
             try:
                 vectors.append(self.vectors([pixels])[0])
                 records.append(record)
-            except Exception as exc:  # noqa: BLE001 - one file's failure is that file's reason
+            except Exception as exc:  # one file's failure is that file's reason
                 self.report.skipped.append((record.path, f"cannot compute its descriptor: {_reason(exc)}"))
         dims = self.identity.dims
         return records, np.asarray(vectors, np.float32).reshape(len(vectors), dims)
@@ -431,13 +431,13 @@ class _Run:
         try:
             self.write_batch(records, vectors)
             return
-        except Exception as exc:  # noqa: BLE001 - retried one by one below
+        except Exception as exc:  # retried one by one below
             first = exc
         store_failures = 0
         for i, record in enumerate(records):
             try:
                 self.write_batch([record], None if vectors is None else vectors[i:i + 1])
-            except Exception as exc:  # noqa: BLE001 - one record's failure is that record's reason
+            except Exception as exc:  # one record's failure is that record's reason
                 self.report.skipped.append((record.path, f"cannot store it: {_reason(exc)}"))
                 store_failures += isinstance(exc, StoreError) and not isinstance(exc, InvalidRecord)
         if store_failures == len(records):
@@ -604,7 +604,7 @@ def _same_file(record: ImageRecord, entry: FileEntry) -> bool:
 def _hash(path: str) -> tuple[int, str] | Exception:
     try:
         return content_hash(path)
-    except Exception as exc:  # noqa: BLE001 - returned: one file's failure is that file's reason
+    except Exception as exc:  # returned: one file's failure is that file's reason
         return exc
 
 

@@ -244,7 +244,7 @@ class JobQueue:
             with self._lock:
                 self._finish(job, CANCELLED)
                 snapshot = job.to_dict()
-        except Exception as exc:  # noqa: BLE001 - any failure is reported to observers and pollers, not lost
+        except Exception as exc:  # any failure is reported to observers and pollers, not lost
             log.warning("%s job %s failed: %s", job.kind, job.id, exc, exc_info=not _is_user_error(exc))
             with self._lock:
                 job.error = str(exc) or type(exc).__name__

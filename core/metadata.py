@@ -72,7 +72,7 @@ def read_metadata(path: str | Path) -> PhotoMetadata:
             width, height = img.size
             if _int(exif.get(ORIENTATION)) in SWAPPED_ORIENTATIONS:
                 width, height = height, width
-    except Exception:  # noqa: BLE001 - any reader failure (bad EXIF, unknown format) leaves what was read
+    except Exception:
         pass
     if taken is not None:
         return PhotoMetadata(taken, "exif", camera, lens, width, height)
@@ -97,7 +97,7 @@ def camera_name(make: str | None, model: str | None) -> str | None:
 def _exif_ifd(exif: Image.Exif) -> dict:
     try:
         return exif.get_ifd(EXIF_IFD) or {}
-    except Exception:  # noqa: BLE001 - a broken Exif IFD pointer: fall back to IFD0's tags
+    except Exception:  # a broken Exif IFD pointer: fall back to IFD0's tags
         return {}
 
 

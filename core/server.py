@@ -145,7 +145,7 @@ class ApiServer:
         context = self.app.extensions[EXTENSION]
         try:
             self.engine.extractor()
-        except Exception as exc:  # noqa: BLE001 - whatever stops the model is reported, never raised here
+        except Exception as exc:  # whatever stops the model is reported, never raised here
             context.model_error = f"the model could not be loaded: {exc}"
             log.error("image-search: %s", context.model_error)
         else:

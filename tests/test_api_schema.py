@@ -16,9 +16,9 @@ except ImportError:  # in CI it must run; elsewhere say what is missing
         raise
     pytest.skip("schemathesis not installed (pip install schemathesis)", allow_module_level=True)
 
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_headers_conformance,
@@ -26,13 +26,13 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from core.api import create_app  # noqa: E402
-from core.api.app import load_openapi  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.engine import Engine  # noqa: E402
-from core.indexer import IndexReport  # noqa: E402
-from core.store import new_image_id  # noqa: E402
-from core.store.base import ImageRecord  # noqa: E402
+from core.api import create_app
+from core.api.app import load_openapi
+from core.config import Settings
+from core.engine import Engine
+from core.indexer import IndexReport
+from core.store import new_image_id
+from core.store.base import ImageRecord
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]

@@ -13,23 +13,23 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from desktop.compat import broken_pyside  # noqa: E402
+from desktop.compat import broken_pyside
 
 if (_problem := broken_pyside()) is not None:
     pytest.fail(_problem, pytrace=False)  # a collection error naming the fix, not an interpreter abort later
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage  # noqa: E402
-from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QWidget  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QWidget
 
-from bench.stall import StallMeter  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.engine import Engine  # noqa: E402
-from core.store import Hit  # noqa: E402
-from desktop import files  # noqa: E402
-from desktop.main_window import MainWindow  # noqa: E402
-from desktop.preferences import Preferences  # noqa: E402
-from desktop.settings_dialog import SettingsDialog  # noqa: E402
+from bench.stall import StallMeter
+from core.config import Settings
+from core.engine import Engine
+from core.store import Hit
+from desktop import files
+from desktop.main_window import MainWindow
+from desktop.preferences import Preferences
+from desktop.settings_dialog import SettingsDialog
 
 WAIT_MS = 60_000  # generous: the machine is shared and VGG16 on 2 cores takes ~0.3 s an image
 PHOTOS = 18

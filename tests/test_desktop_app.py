@@ -17,22 +17,22 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from desktop.compat import broken_pyside  # noqa: E402
+from desktop.compat import broken_pyside
 
 if (_problem := broken_pyside()) is not None:
     pytest.fail(_problem, pytrace=False)  # a collection error naming the fix, not an interpreter abort later
 
-from PIL import Image  # noqa: E402
-from PySide6.QtCore import QMimeData, QSettings, QUrl  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
+from PIL import Image
+from PySide6.QtCore import QMimeData, QSettings, QUrl
+from PySide6.QtGui import QImage
 
-from core.config import Settings  # noqa: E402
-from core.engine import Engine  # noqa: E402
-from core.images import ImageError  # noqa: E402
-from desktop.index_widgets import format_eta  # noqa: E402
-from desktop.navigation import History  # noqa: E402
-from desktop.preferences import Choices, Preferences, locked_keys  # noqa: E402
-from desktop.query import fetch, load_source, source_from_mime  # noqa: E402
+from core.config import Settings
+from core.engine import Engine
+from core.images import ImageError
+from desktop.index_widgets import format_eta
+from desktop.navigation import History
+from desktop.preferences import Choices, Preferences, locked_keys
+from desktop.query import fetch, load_source, source_from_mime
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROCESS_TIMEOUT_S = 300

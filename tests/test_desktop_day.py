@@ -11,16 +11,16 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
-from PySide6.QtWidgets import QFileDialog  # noqa: E402
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QFileDialog
 
-from core.config import Settings  # noqa: E402
-from core.jobs import queue_for  # noqa: E402
-from desktop.index_widgets import JobStatus  # noqa: E402
-from desktop.main_window import MainWindow  # noqa: E402
-from desktop.preferences import Preferences  # noqa: E402
-from desktop.search_view import HINT_EMPTY_INDEX  # noqa: E402
-from tests.test_desktop import (  # noqa: E402, F401 - fixtures are found by name
+from core.config import Settings
+from core.jobs import queue_for
+from desktop.index_widgets import JobStatus
+from desktop.main_window import MainWindow
+from desktop.preferences import Preferences
+from desktop.search_view import HINT_EMPTY_INDEX
+from tests.test_desktop import (  # noqa: F401 - fixtures are found by name
     WAIT_MS,
     drop,
     file_mime,

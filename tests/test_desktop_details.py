@@ -11,15 +11,15 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QFileDialog  # noqa: E402
+from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication, QFileDialog
 
-from core.engine import Engine  # noqa: E402
-from desktop.details import QuickLook  # noqa: E402
-from desktop.folder_manager import FolderManager  # noqa: E402
-from desktop.results_view import SORTS  # noqa: E402
-from tests.test_desktop import (  # noqa: E402, F401 - fixtures are found by name
+from core.engine import Engine
+from desktop.details import QuickLook
+from desktop.folder_manager import FolderManager
+from desktop.results_view import SORTS
+from tests.test_desktop import (  # noqa: F401 - fixtures are found by name
     WAIT_MS,
     indexed_data,
     make_window,

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from core.config import Settings  # noqa: E402
-from core.store import Hit, ImageRecord, SearchFilter  # noqa: E402
-from desktop.query import from_path  # noqa: E402
-from desktop.search import EMPTY_INDEX, FAILED, IDLE, NO_MATCH, SHOWN, SearchPresenter  # noqa: E402
+from core.config import Settings
+from core.store import Hit, ImageRecord, SearchFilter
+from desktop.query import from_path
+from desktop.search import EMPTY_INDEX, FAILED, IDLE, NO_MATCH, SHOWN, SearchPresenter
 
 
 def record(n: int) -> ImageRecord:
@@ -78,7 +78,7 @@ class HeldRun:
             job, done, failed = self.calls.pop(0)
             try:
                 result = job()
-            except Exception as exc:  # noqa: BLE001 - passed on as the worker does
+            except Exception as exc:  # passed on as the worker does
                 failed(exc)
             else:
                 done(result)

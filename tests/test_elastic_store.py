@@ -263,7 +263,7 @@ def test_a_server_that_never_answers_times_out():
 
 def test_a_server_that_is_not_elasticsearch_is_named():
     class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):  # http.server's naming
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()

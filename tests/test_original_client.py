@@ -63,7 +63,7 @@ document.getElementById("file").addEventListener("change", (event) => {
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class' name
+    def log_message(self, format, *args) -> None:
         pass
 
 

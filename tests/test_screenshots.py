@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QItemSelectionModel, QTimer  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
-from PySide6.QtWidgets import QWidget  # noqa: E402
+from PySide6.QtCore import QItemSelectionModel, QTimer
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QWidget
 
-from tests.test_desktop import (  # noqa: E402, F401 - fixtures are found by name
+from tests.test_desktop import (  # noqa: F401 - fixtures are found by name
     WAIT_MS,
     indexed_data,
     make_window,
