@@ -95,9 +95,11 @@ class VectorSearch:
         self.graph, self.covered = graph, rows
 
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, exact: bool = False,
-               min_score: float | None = None, max_score: float | None = None) -> list[Result]:
+               min_score: float | None = None, max_score: float | None = None,
+               score_block: int = SCORE_BLOCK) -> list[Result]:
         """The k best slots for each query (float32 (m, dims)) among those where `mask` (bool (rows,),
-        None: all) is true, with scores within [min_score, max_score]; best first, ties by slot."""
+        None: all) is true, with scores within [min_score, max_score]; best first, equal scores by slot.
+        An exact scan scores at most `score_block` float32 values at a time (memory stays flat)."""
         matrix = self.vectors.matrix
         queries = np.asarray(queries, np.float32).reshape(-1, matrix.shape[1])
         rows = len(matrix)
@@ -105,7 +107,7 @@ class VectorSearch:
         if k <= 0 or allowed == 0:
             return [_empty() for _ in queries]
         if exact or self.graph is None or allowed <= SELECTIVE_ROWS:
-            return self._exact(queries, k, mask, min_score, max_score)
+            return self._exact(queries, k, mask, min_score, max_score, score_block)
         fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
         fetch = min(fetch, MAX_CANDIDATES, self.covered)
         found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
@@ -132,7 +134,8 @@ class VectorSearch:
                 retry.append(n)  # more rows may pass: candidates ran out first
             results.append((best, best_scores))
         if retry:
-            for n, result in zip(retry, self._exact(queries[retry], k, mask, min_score, max_score), strict=True):
+            exact_results = self._exact(queries[retry], k, mask, min_score, max_score, score_block)
+            for n, result in zip(retry, exact_results, strict=True):
                 results[n] = result
         return results
 
@@ -170,13 +173,13 @@ class VectorSearch:
             if covered < rows:
                 remove_quietly(old)
 
-    def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None,
-               min_score: float | None, max_score: float | None) -> list[Result]:
+    def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float | None,
+               max_score: float | None, score_block: int) -> list[Result]:
         matrix = self.vectors.matrix
         slots = np.flatnonzero(mask) if mask is not None and mask.sum() <= SELECTIVE_ROWS else None
         source = matrix[slots] if slots is not None else matrix
         results = []
-        step = max(1, SCORE_BLOCK // max(1, len(source)))
+        step = max(1, score_block // max(1, len(source)))
         for start in range(0, len(queries), step):
             scores = queries[start : start + step] @ source.T
             if slots is None and mask is not None:
