@@ -1,7 +1,7 @@
 # The headless image-search service: `image-search serve` (HTTP API and web page) on ONNX Runtime, no Qt,
 # no TensorFlow. See docs/service.md (README "Run as a service") and docker-compose.yml.
 #
-#   docker build -t image-search .
+#   docker build -t image-search .          (BuildKit: the default builder since Docker 23)
 #   docker run -d -p 127.0.0.1:5000:5000 -e IMAGE_SEARCH_API_TOKEN=... \
 #       -v ~/Pictures:/photos:ro -v image-search-data:/data -v image-search-weights:/weights image-search
 #

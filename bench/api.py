@@ -106,7 +106,7 @@ def build_index(root: Path, count: int):
 
     from core.config import Settings
     from core.engine import Engine
-    from core.indexer import image_id
+    from core.store import new_image_id
     from core.store.base import ImageRecord
     from tests.photos import write_photos
 
@@ -122,7 +122,7 @@ def build_index(root: Path, count: int):
         stat = path.stat()
         with Image.open(path) as image:
             width, height = image.size
-        records.append(ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(links),
+        records.append(ImageRecord(id=new_image_id(), paths=(str(path),), ctime_ns=0, inode=0,
                                    size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                                    hash=hashlib.blake2b(str(n).encode(), digest_size=16).hexdigest(),
                                    width=width, height=height))

@@ -64,8 +64,8 @@ def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def records(n: int, offset: int = 0) -> list[ImageRecord]:
-    return [ImageRecord(f"b{i:07d}", f"/bench/album{i % 50}/img{i:07d}.jpg", f"img{i:07d}.jpg", f"/bench/album{i % 50}",
-                        100_000, 1_700_000_000_000_000_000, "h", 640, 480) for i in range(offset, offset + n)]
+    return [ImageRecord(f"b{i:07d}", (f"/bench/album{i % 50}/img{i:07d}.jpg",), 100_000, 1_700_000_000_000_000_000,
+                        1_700_000_000_000_000_000, i, "h", 640, 480) for i in range(offset, offset + n)]
 
 
 def percentile_ms(samples: list[float], q: float) -> float:

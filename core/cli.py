@@ -12,7 +12,9 @@ from core import __version__
 from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
 from core.images import ImageError
 from core.model import WeightsError
+from core.paths import display_path, path_json
 from core.store import SearchFilter, StoreError
+from core.store.base import hit_json, record_json
 
 USER_ERRORS = (ConfigError, StoreError, WeightsError, ImageError, LookupError)
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", parents=[common], help="add or update folders (incremental)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--prune-missing", action="store_true",
+                   help="forget images whose files are missing even where they may only be out of reach "
+                   "(an unmounted drive, an unreadable folder); by default they are kept and reported")
     p = sub.add_parser("search", parents=[common, search_options()], help="search with image files")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p = sub.add_parser("similar", parents=[common, search_options()], help="search from an indexed image")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.close()
     except USER_ERRORS as exc:
-        print(f"image-search: error: {exc}", file=sys.stderr)
+        print(f"image-search: error: {display_path(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("image-search: interrupted", file=sys.stderr)
@@ -101,7 +106,7 @@ def cmd_index(engine, args) -> int:
     cancel = threading.Event()
     bar = ProgressBar()
     try:
-        report = engine.index(args.paths, progress=bar.update, cancel=cancel)
+        report = engine.index(args.paths, progress=bar.update, cancel=cancel, prune_missing=args.prune_missing)
     except KeyboardInterrupt:
         # Everything committed so far stays; a re-run resumes from there.
         print("\nimage-search: interrupted; images indexed so far are kept", file=sys.stderr)
@@ -111,8 +116,12 @@ def cmd_index(engine, args) -> int:
         print(json.dumps({**report.to_dict(), "count": engine.store.count()}))
     else:
         for path, reason in report.skipped:
-            print(f"skipped {path!r}: {reason}")
+            print(f"skipped {legible(path)}: {reason}")
+        for path, warning in report.warnings:
+            print(f"warning {legible(path)}: {warning}")
         print(report.summary() + f"; {engine.store.count()} images in the index")
+        if report.missing_kept:
+            print("(image-search index --prune-missing forgets the missing images)")
     return 0
 
 
@@ -122,7 +131,7 @@ def cmd_search(engine, args) -> int:
         try:
             hits = engine.search(image, args.k, search_filter(args))
         except ImageError as exc:
-            print(f"image-search: error: {image}: {exc.reason}", file=sys.stderr)
+            print(f"image-search: error: {legible(image)}: {exc.reason}", file=sys.stderr)
             status = 1
             continue
         print_hits(image, hits, args.json)
@@ -137,13 +146,12 @@ def cmd_similar(engine, args) -> int:
 def cmd_duplicates(engine, args) -> int:
     groups = engine.duplicates(args.threshold)
     if args.json:
-        print(json.dumps({"threshold": args.threshold,
-                          "groups": [[{"id": r.id, "path": r.path} for r in g] for g in groups]}))
+        print(json.dumps({"threshold": args.threshold, "groups": [[record_json(r) for r in g] for g in groups]}))
     else:
         for n, group in enumerate(groups, 1):
             print(f"group {n} ({len(group)} images):")
             for record in group:
-                print(f"  {record.path}")
+                print(f"  {legible(record.path)}")
         print(f"{len(groups)} groups of near-duplicates (similarity >= {args.threshold})")
     return 0
 
@@ -173,15 +181,23 @@ def search_filter(args) -> SearchFilter:
 
 
 def print_hits(query: str, hits, as_json: bool) -> None:
+    """One query's hits: a JSON line (`query` in core.paths.path_json form as `query`/`query_bytes`, then
+    `results` of hit_json), or legible text."""
     if as_json:
-        results = [{"id": h.record.id, "path": h.record.path, "score": round(h.score, 6)} for h in hits]
-        print(json.dumps({"query": query, "results": results}), flush=True)
+        query_json = {("query" if k == "path" else "query_bytes"): v for k, v in path_json(query).items()}
+        print(json.dumps({**query_json, "results": [hit_json(h) for h in hits]}), flush=True)
         return
-    print(f"{query}:")
+    print(f"{legible(query)}:")
     for hit in hits:
-        print(f"  {hit.score:7.4f}  {hit.record.path}")
+        print(f"  {hit.score:7.4f}  {legible(hit.record.path)}")
     if not hits:
         print("  (no results)")
+
+
+def legible(path: str) -> str:
+    """A path for a terminal line: display text (U+FFFD for undecodable bytes), control characters such
+    as a newline in a name escaped, so one file stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in display_path(path))
 
 
 class ProgressBar:

@@ -21,6 +21,9 @@ APP_NAME = "image-search"
 BACKENDS = ("embedded", "elasticsearch")
 DESCRIPTORS = ("gem", "fc1")
 RUNTIMES = ("auto", "onnxruntime", "tensorflow")
+# Names the scan ignores (and counts): hidden files and folders, AppleDouble `._*`, Synology `@eaDir`,
+# `.thumbnails`, Lightroom `*.lrdata` previews, Windows `$RECYCLE.BIN`, freedesktop `.Trash-*`.
+DEFAULT_EXCLUDE = ".*, ._*, @eaDir, .thumbnails, *.lrdata, $RECYCLE.BIN, .Trash-*"
 
 
 class ConfigError(UserError):
@@ -68,6 +71,14 @@ class Settings:
     api_cors_origins: str | None = setting(None, "comma-separated origins allowed by CORS (off when empty)",
                                            flag=False)
     max_upload_mb: float = setting(20.0, "largest accepted upload, MB", flag=False)
+    exclude: str = setting(DEFAULT_EXCLUDE, "comma-separated glob patterns of file and folder names the scan "
+                           "ignores (a pattern with '/' matches the whole path); replaces the default list")
+    follow_external_symlinks: bool = setting(False, "follow symlinks that lead out of every indexed folder (off, as "
+                                             "in digiKam and rclip: a link to / would pull in the whole disk)")
+
+    def exclude_patterns(self) -> tuple[str, ...]:
+        """The `exclude` setting as a tuple of glob patterns (empty entries dropped)."""
+        return tuple(p.strip() for p in self.exclude.split(",") if p.strip())
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -141,6 +152,16 @@ def default_config_file() -> Path:
 
 def _coerce(f: dataclasses.Field, value):
     kind = str(f.type)
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"setting {f.name} must be true or false, got {value!r}")
+    if isinstance(value, list):  # a TOML list of patterns
+        return ", ".join(str(v) for v in value)
     try:
         if kind.startswith("int"):
             return int(value)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from core import __version__
 from core.config import Settings
+from core.duplicates import find_groups
 from core.images import load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, run_index
 from core.model import (
@@ -19,6 +21,8 @@ from core.model import (
     resolve_weights,
     to_model_pixels,
 )
+from core.paths import display_path, is_text
+from core.scan import is_under
 from core.store import (
     Hit,
     IdentityMismatch,
@@ -29,6 +33,8 @@ from core.store import (
     open_store,
 )
 from core.store.embedded import mismatch_message
+
+SCAN_STATE_FILE = "scan-state.json"  # each root's device and mount points at its last scan (core/indexer.py)
 
 
 class NotFound(LookupError):
@@ -88,35 +94,27 @@ class Engine:
         return self.store.knn(vector, k, filters)
 
     def resolve(self, ref: str) -> ImageRecord:
-        """The record of an indexed image, by id or by (any spelling of) its path."""
-        record = self.store.get(ref)
-        if record is None and (os.sep in ref or os.path.exists(ref)):
-            record = self.store.get_by_path(os.path.realpath(os.path.expanduser(ref)))
+        """The record of an indexed image, by id or by any of its paths.
+
+        `ref`: an image id, or a path as the OS gives it (an fs path: a str with surrogates for bytes that
+        are not UTF-8, as argv carries them), relative or with `~`, through symlinks or not. Raises
+        NotFound when no record matches."""
+        record = self.store.get(ref) if is_text(ref) and os.sep not in ref else None
+        if record is None and ref:
+            spelled = os.path.abspath(os.path.expanduser(ref))
+            for path in dict.fromkeys((os.path.realpath(spelled), spelled)):
+                if (record := self.store.get_by_path(path)) is not None:
+                    break
         if record is None:
-            raise NotFound(f"not in the index: {ref}")
+            raise NotFound(f"not in the index: {display_path(ref)}")
         return record
 
     def duplicates(self, threshold: float = 0.95) -> list[list[ImageRecord]]:
-        """Groups (connected components) of images whose similarity is >= threshold, largest first."""
-        parent: dict[str, str] = {}
-
-        def root(i: str) -> str:
-            while parent.setdefault(i, i) != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for a, b, _ in self.store.near_pairs(threshold):
-            parent[root(a)] = root(b)
-        groups: dict[str, list[str]] = {}
-        for i in parent:
-            groups.setdefault(root(i), []).append(i)
-        result = []
-        for ids in groups.values():
-            records = sorted((r for i in ids if (r := self.store.get(i)) is not None), key=lambda r: r.path)
-            if len(records) > 1:
-                result.append(records)
-        return sorted(result, key=lambda g: (-len(g), g[0].path))
+        """Groups of images whose cosine similarity is >= threshold (or whose bytes are equal), largest
+        first, each sorted by path: core.duplicates.find_groups (batched kNN, never N x N). Hard links are
+        one record, so they never pair. Raises StoreError."""
+        groups = find_groups(self.store, threshold)
+        return [sorted((m.record for m in g.members), key=lambda r: r.path) for g in groups]
 
     # -- indexing ---------------------------------------------------------------------------------
     def index(
@@ -124,16 +122,39 @@ class Engine:
         roots: list[str | Path],
         progress: Callable[[IndexProgress], None] | None = None,
         cancel: Cancel | None = None,
+        prune_missing: bool = False,
     ) -> IndexReport:
-        return run_index(self.store, self.identity, self.extractor, [str(r) for r in roots], progress, cancel,
-                         self.settings.batch_size)
+        """Bring the index up to date with `roots` (folders or files; fs paths). See core/indexer.py for
+        the matching and the rules that keep missing images; `prune_missing` forgets them. The roots'
+        devices and mount points at the last scan are kept in `<data_dir>/scan-state.json`."""
+        return run_index(
+            self.store, self.identity, self.extractor, [os.fspath(r) for r in roots], progress, cancel,
+            self.settings.batch_size, prune_missing=prune_missing, exclude=self.settings.exclude_patterns(),
+            follow_external_symlinks=self.settings.follow_external_symlinks,
+            state_file=Path(self.settings.data_dir) / SCAN_STATE_FILE,
+        )
 
     def remove_folder(self, folder: str | Path) -> int:
-        """Forget every image under `folder` (the files stay on disk). Returns how many."""
-        ids = [r.id for r in self.store.records(under=os.path.realpath(os.path.expanduser(str(folder))))]
-        self.store.delete(ids)
-        self.store.finish()
-        return len(ids)
+        """Forget every image under `folder` (any path: an fs path, relative, with `~`, through symlinks);
+        the files stay on disk. An image also known by a path elsewhere (a hard link) keeps that path.
+        Returns how many images were forgotten."""
+        spelled = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+        folders = list(dict.fromkeys((os.path.realpath(spelled), spelled)))
+        gone, kept = set(), {}
+        for under in folders:
+            for record in self.store.records(under=under):
+                paths = tuple(p for p in record.paths if not any(is_under(p, f) for f in folders))
+                if paths:
+                    kept[record.id] = replace(record, paths=paths)
+                else:
+                    gone.add(record.id)
+        if kept:
+            self.store.update(list(kept.values()))
+        if gone:
+            self.store.delete(gone)
+        if kept or gone:
+            self.store.finish()
+        return len(gone)
 
     # -- about ------------------------------------------------------------------------------------
     def info(self) -> dict:

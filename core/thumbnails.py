@@ -1,5 +1,8 @@
 """JPEG thumbnails of indexed images, cached on disk per file version (used by the API and the desktop).
 
+Rendered by the index's own decoder (core.images): every format it reads (HEIC, camera RAW, ...), colour-managed
+to sRGB, so the JPEGs are saved without a profile (sRGB is what viewers assume then).
+
 The cache is bounded: past `max_bytes`, the least recently shown thumbnails are deleted. "Shown" is the
 file's access time, set explicitly on every hit (mount options like noatime would not keep it).
 """
@@ -56,7 +59,7 @@ class ThumbnailCache:
                 self._writes_until_check = PRUNE_EVERY
         if check:
             self.prune()
-        image = load_image(source, draft=(self.size, self.size)).image  # JPEGs decode at a reduced scale
+        image = load_image(source, draft=(self.size, self.size)).image  # decoded reduced early (JPEG, RAW, ...)
         image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
         self.folder.mkdir(parents=True, exist_ok=True)
         # Write then rename: a concurrent reader never sees half a file, a crash never leaves one.

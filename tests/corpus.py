@@ -9,7 +9,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image
+
+from tests.dng import dng_bytes
+from tests.icc import rgb_profile
 
 # name -> True if it must be indexed, False if it must be skipped with a reason
 EXPECTED = {
@@ -34,6 +38,16 @@ EXPECTED = {
     "photo.tiff": True,
     "png-named.jpg": True,
     "sub/deeper/nested.jpg": True,
+    # what a photographer's library holds (issue 12)
+    "no-eoi.jpg": True,  # whole but for its end marker: viewers show it
+    "damaged-metadata.png": True,  # a text chunk with a bad checksum, pixels intact
+    "truncated.png": False,  # really cut short (40 %)
+    "texture.dds": False,  # a pixel format Pillow does not implement: NotImplementedError
+    "phone.heic": True,
+    "photo.avif": True,
+    "stereo.mpo": True,
+    "camera.dng": True,
+    "wide-gamut.jpg": True,  # an embedded ProPhoto ICC profile
 }
 
 
@@ -93,7 +107,32 @@ def build_corpus(folder: Path) -> Path:
     Image.fromarray(np.flipud(pix)).save(folder / "png-named.jpg", format="PNG")
     (folder / "sub" / "deeper").mkdir(parents=True)
     (folder / "sub" / "deeper" / "nested.jpg").write_bytes(jpeg_bytes(np.fliplr(gradient(300, 200))))
+    _write_library_kinds(folder, pix)
     os.symlink(folder, folder / "sub" / "deeper" / "loop-to-top")  # a symlink loop
     os.symlink(folder / "cmyk.jpg", folder / "sub" / "link-to-cmyk.jpg")  # the same file twice
     (folder / "notes.txt").write_text("not an image suffix: ignored, not reported")
     return folder
+
+
+def _write_library_kinds(folder: Path, pix: np.ndarray) -> None:
+    photo = jpeg_bytes(gradient(320, 200), quality=90)
+    (folder / "no-eoi.jpg").write_bytes(photo[:-2])
+    out = io.BytesIO()
+    Image.fromarray(pix).save(out, "PNG")
+    png = out.getvalue()
+    bad_text = b"tEXt" + b"Comment\0damaged"
+    damaged = struct.pack(">I", len(bad_text) - 4) + bad_text + struct.pack(">I", zlib.crc32(bad_text) ^ 1)
+    (folder / "damaged-metadata.png").write_bytes(png[:33] + damaged + png[33:])
+    big = io.BytesIO()
+    Image.fromarray(gradient(640, 480)).save(big, "PNG")
+    (folder / "truncated.png").write_bytes(big.getvalue()[: len(big.getvalue()) * 4 // 10])
+    header = struct.pack("<4sIIIIIII44s", b"DDS ", 124, 0x1007, 16, 16, 0, 0, 0, b"\0" * 44)
+    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"XYZW", 0, 0, 0, 0, 0)
+    (folder / "texture.dds").write_bytes(header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + bytes(256))
+    pillow_heif.register_heif_opener()  # HEIF writing
+    Image.fromarray(pix).save(folder / "phone.heic", "HEIF", quality=80)
+    Image.fromarray(pix).save(folder / "photo.avif", "AVIF", quality=80)
+    right = Image.fromarray(np.ascontiguousarray(pix[:, ::-1]))
+    Image.fromarray(pix).save(folder / "stereo.mpo", "MPO", save_all=True, append_images=[right])
+    (folder / "camera.dng").write_bytes(dng_bytes(gradient(400, 300)))
+    Image.fromarray(pix).save(folder / "wide-gamut.jpg", "JPEG", icc_profile=rgb_profile())

@@ -22,8 +22,9 @@ from core.api import create_app
 from core.api.shapes import hit_json, record_json
 from core.config import Settings
 from core.engine import Engine
-from core.indexer import IndexProgress, IndexReport, image_id
+from core.indexer import IndexProgress, IndexReport
 from core.model import WeightsError
+from core.store import new_image_id
 from core.store.base import Hit, IdentityMismatch, ImageRecord, StoreError
 
 # Six photos are enough to rank; each costs a VGG16 pass, so the index is built once per module.
@@ -204,7 +205,7 @@ def test_original_request_applies_the_threshold_and_says_when_nothing_matches(en
     engine.store.initialize(engine.identity)
     path = tmp_path / "rocket.jpg"
     shutil.copy(photo_dir / "rocket.jpg", path)
-    record = ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(tmp_path),
+    record = ImageRecord(id=new_image_id(), paths=(str(path),), ctime_ns=0, inode=0,
                          size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns, hash="r", width=1, height=1)
     engine.store.upsert([record], unit_vectors(1, engine.identity.dims))
     client = create_app(engine, engine.settings).test_client()
@@ -289,7 +290,7 @@ def test_search_bad_input_is_400(client, body, words):
 
 def test_search_corrupt_image_is_400(client, indexed):
     truncated = photo(indexed, "coffee").read_bytes()[:2000]
-    assert_error(client.post("/api/search", json={"image": b64(truncated)}), 400, "corrupt or truncated")
+    assert_error(client.post("/api/search", json={"image": b64(truncated)}), 400, "truncated")
     upload = {"image": (io.BytesIO(b"GIF89a garbage"), "x.gif")}
     assert_error(client.post("/api/search", data=upload), 400, "not a usable image")
 
@@ -333,7 +334,7 @@ def test_image_record(client, indexed):
 def test_one_json_shape_for_hits_and_records_with_undecodable_names(client):
     """A name that is not UTF-8 is display text plus its raw bytes in base64 (path_bytes), in hits and records."""
     path = os.fsdecode(b"/photos/caf\xe9.jpg")
-    record = ImageRecord(id="abc", path=path, name=os.fsdecode(b"caf\xe9.jpg"), folder="/photos", size=5,
+    record = ImageRecord(id="abc", paths=(path,), ctime_ns=0, inode=0, size=5,
                          mtime_ns=1_500_000_000, hash="h", width=3, height=2)
     with client.application.test_request_context():
         as_record, as_hit = record_json(record), hit_json(Hit(record, 0.5))
@@ -428,7 +429,7 @@ def test_files_are_served_only_while_they_are_the_indexed_regular_file(engine, t
     engine.store.initialize(engine.identity)
     gone, link = tmp_path / "gone.jpg", tmp_path / "link.jpg"
     link.symlink_to("/etc/passwd")
-    records = [ImageRecord(id=image_id(str(p)), path=str(p), name=p.name, folder=str(tmp_path), size=1,
+    records = [ImageRecord(id=new_image_id(), paths=(str(p),), ctime_ns=0, inode=0, size=1,
                            mtime_ns=1, hash="x", width=1, height=1) for p in (gone, link)]
     engine.store.upsert(records, unit_vectors(2, engine.identity.dims))
     client = create_app(engine, engine.settings).test_client()
@@ -451,7 +452,7 @@ def test_duplicates(engine, tmp_path, photo_dir):
     for name in names:
         path = tmp_path / f"{name}.jpg"
         shutil.copy(photo_dir / f"{name}.jpg", path)
-        records.append(ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(tmp_path),
+        records.append(ImageRecord(id=new_image_id(), paths=(str(path),), ctime_ns=0, inode=0,
                                    size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns, hash=name,
                                    width=1, height=1))
     vectors = unit_vectors(3, engine.identity.dims)

@@ -30,7 +30,8 @@ from core.api import create_app  # noqa: E402
 from core.api.app import load_openapi  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.engine import Engine  # noqa: E402
-from core.indexer import IndexReport, image_id  # noqa: E402
+from core.indexer import IndexReport  # noqa: E402
+from core.store import new_image_id  # noqa: E402
 from core.store.base import ImageRecord  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
@@ -64,7 +65,7 @@ def api_app(tmp_path_factory, photo_dir):
         path = root / f"{name}.jpg"
         shutil.copy(photo_dir / f"{name}.jpg", path)
         stat = path.stat()
-        records.append(ImageRecord(id=image_id(str(path)), path=str(path), name=path.name, folder=str(root),
+        records.append(ImageRecord(id=new_image_id(), paths=(str(path),), ctime_ns=0, inode=0,
                                    size=stat.st_size, mtime_ns=stat.st_mtime_ns, hash=name, width=1, height=1))
     vectors = np.random.default_rng(0).standard_normal((len(records), engine.identity.dims)).astype(np.float32)
     engine.store.upsert(records, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))

@@ -41,7 +41,8 @@ def test_index_search_similar_info_duplicates(base, photo_dir):
     assert [r["query"] for r in results] == queries
     for result, query in zip(results, queries, strict=True):
         assert len(result["results"]) == 3
-        assert set(result["results"][0]) == {"id", "path", "score"}
+        assert set(result["results"][0]) == {"id", "path", "paths", "name", "folder", "size", "width", "height",
+                                             "mtime", "score"}  # core.store.base.hit_json, the one shape
         assert result["results"][0]["path"] == os.path.realpath(query) and result["results"][0]["score"] > 0.999
 
     similar = json.loads(run(*base, "similar", results[0]["results"][0]["id"], "--json", check=True).stdout)
@@ -87,3 +88,17 @@ def test_settings_precedence(tmp_path, monkeypatch):
         Settings.load(config_file=config)
     with pytest.raises(ConfigError, match="backend"):
         Settings.load({"backend": "mongo"}, config_file=tmp_path / "none.toml")
+
+
+def test_scan_settings(tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('exclude = ["*.tmp", "@eaDir"]\n')
+    assert Settings.load(config_file=config).exclude_patterns() == ("*.tmp", "@eaDir")
+    monkeypatch.setenv("IMAGE_SEARCH_EXCLUDE", ".*, raw ,")
+    monkeypatch.setenv("IMAGE_SEARCH_FOLLOW_EXTERNAL_SYMLINKS", "yes")
+    settings = Settings.load(config_file=config)
+    assert settings.exclude_patterns() == (".*", "raw") and settings.follow_external_symlinks is True
+    assert Settings().follow_external_symlinks is False and "$RECYCLE.BIN" in Settings().exclude_patterns()
+    monkeypatch.setenv("IMAGE_SEARCH_FOLLOW_EXTERNAL_SYMLINKS", "maybe")
+    with pytest.raises(ConfigError, match="follow_external_symlinks"):
+        Settings.load(config_file=config)

@@ -1,12 +1,16 @@
-"""ElasticStore against a real Elasticsearch (see tests/es_fixtures.py for how the server is found).
+"""ElasticStore's own behaviour against a real Elasticsearch (see tests/es_fixtures.py for how the server is
+found): its layout (alias, mapping, `_source`), schema migrations, faults, a kill -9. What both backends
+share is in tests/test_store_contract.py.
 
 Vectors are small synthetic unit vectors; expectations come from exact NumPy search.
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
+import logging
 import os
 import re
 import signal
@@ -22,7 +26,7 @@ import pytest
 from core.config import Settings
 from core.store import open_store
 from core.store.base import IdentityMismatch, ImageRecord, ModelIdentity, SearchFilter, StoreError
-from core.store.elastic import ElasticStore
+from core.store.elastic import SCHEMA, ElasticStore
 
 # conftest.py may load these too; naming them here keeps this file runnable on its own.
 pytest_plugins = ["tests.es_fixtures"]
@@ -44,8 +48,8 @@ def unit_vectors(n: int, dims: int, seed: int = 0, clusters: int = 0, spread: fl
 
 def make_records(n: int, root: str = "/photos") -> list[ImageRecord]:
     return [
-        ImageRecord(id=f"id{i:06d}", path=f"{root}/album{i % 4}/img{i:05d}.jpg", name=f"img{i:05d}.jpg",
-                    folder=f"{root}/album{i % 4}", size=1000 + i, mtime_ns=1_700_000_000_000_000_000 + i,
+        ImageRecord(id=f"id{i:06d}", paths=(f"{root}/album{i % 4}/img{i:05d}.jpg",), size=1000 + i,
+                    mtime_ns=1_700_000_000_000_000_000 + i, ctime_ns=1_700_000_000_000_000_000 + 2 * i, inode=i,
                     hash=f"h{i}", width=640, height=480)
         for i in range(n)
     ]
@@ -64,69 +68,44 @@ def closed_port() -> int:
 # -- with the shared test server -------------------------------------------------------------------------
 def test_a_fresh_alias_is_empty(elastic_store, es_url, es_alias):
     store = elastic_store
-    assert store.backend == "elasticsearch"
-    assert store.identity is None
-    assert store.count() == 0
-    assert store.get("nope") is None and store.get_by_path("/nope") is None and store.vector("nope") is None
-    assert store.knn(unit_vectors(1, 32)[0], 5) == []
-    assert list(store.records()) == [] and list(store.near_pairs(0.9)) == []
-    store.delete(["nope"])
+    assert store.backend == "elasticsearch" and store.identity is None and store.count() == 0
+    assert store.vector("nope") is None and store.knn_many(unit_vectors(2, 32), 5) == [[], []]
     store.finish()
     assert store.location() == f"{es_url} index {es_alias}"
-    with pytest.raises(StoreError, match="not initialised"):
-        store.upsert(make_records(1), unit_vectors(1, 32))
 
 
-def test_protocol_end_to_end(elastic_store):
+def test_knn_many_matches_exact_search_across_msearch_batches(elastic_store):
     store = elastic_store
     records, vectors = make_records(500), unit_vectors(500, 32, clusters=8)
     store.initialize(IDENTITY)
-    assert store.identity == IDENTITY
     for start in range(0, 500, 128):
         store.upsert(records[start : start + 128], vectors[start : start + 128])
-    store.finish()
-
-    assert store.count() == 500
-    assert store.get("id000042") == records[42]
-    assert store.get_by_path(records[7].path) == records[7]
-    np.testing.assert_allclose(store.vector("id000042"), vectors[42], atol=1e-6)
-
-    # kNN: the exact neighbours (these sizes leave HNSW no room to miss) with exact cosine scores.
-    for q in (0, 99, 313):
-        hits = store.knn(vectors[q], 10)
+    queries = vectors[:150]  # more than one _msearch request (MSEARCH_BATCH = 64)
+    many = store.knn_many(queries, 10)
+    for q, hits in enumerate(many):
         expected = exact_top(vectors, vectors[q], 10)
         assert [h.record.id for h in hits] == [records[i].id for i in expected]
         np.testing.assert_allclose([h.score for h in hits], vectors[expected] @ vectors[q], atol=1e-5)
-        assert hits[0].record == records[q]
-
-    under = list(store.records(under="/photos/album1/"))
-    assert [r.path for r in under] == sorted(r.path for r in records if r.folder == "/photos/album1")
-    assert list(store.records(under="/photos/album")) == []  # a folder, not a string prefix
-    assert sorted(r.id for r in store.records()) == [r.id for r in records]
-
-    store.delete(["id000001", "id000002", "missing"])
-    store.finish()
-    assert store.count() == 498 and store.get("id000001") is None
+    # A max score makes it ask again for more neighbours, for each query that needs it.
+    bounded = store.knn_many(queries[:3], 10, SearchFilter(max_score=0.5))
+    for q, hits in enumerate(bounded):
+        allowed = [i for i in exact_top(vectors, vectors[q], 500) if vectors[i] @ vectors[q] <= 0.5][:10]
+        assert [h.record.id for h in hits] == [records[i].id for i in allowed]
 
 
 def test_identity_lives_in_the_mapping_behind_an_alias(elastic_store, es_url, es_alias):
     elastic_store.initialize(IDENTITY)
-    elastic_store.initialize(IDENTITY)  # idempotent
     other = ElasticStore(es_url, es_alias)  # a second process: reads the identity from the server
     assert other.identity == IDENTITY
     es = elastic_store._es
     concrete = f"{es_alias}-gem-32-random-0"
     assert list(es.indices.get_alias(name=es_alias)) == [concrete]
     mapping = es.indices.get_mapping(index=concrete)[concrete]["mappings"]
-    assert mapping["_meta"]["identity"] == IDENTITY.to_dict()
+    assert mapping["_meta"] == {"app": "image-search", "schema": SCHEMA, "identity": IDENTITY.to_dict()}
     vector = mapping["properties"]["vector"]
     assert (vector["similarity"], vector["index_options"]["type"], vector["dims"]) == ("dot_product", "int8_hnsw", 32)
-
-    with pytest.raises(IdentityMismatch) as error:
+    with pytest.raises(IdentityMismatch, match="--es-index"):
         other.initialize(ModelIdentity("fc1", 32, "imagenet"))
-    message = str(error.value)
-    assert IDENTITY.label() in message and "vgg16-fc1-32d-imagenet" in message and "--es-index" in message
-
     # Weights ids like md5:<hex> must give a valid index name.
     assert elastic_store.index_name(ModelIdentity("fc1", 4096, "md5:ABC123")) == f"{es_alias}-fc1-4096-md5-abc123"
 
@@ -151,14 +130,16 @@ def test_an_existing_index_is_searched_by_its_own_type(es_url, es_alias):
     store.close()
 
 
-def test_vectors_stay_out_of_source_but_come_back(elastic_store, es_alias):
+def test_documents_keep_vectors_out_of_source_and_raw_path_bytes_in_it(elastic_store, es_alias):
     elastic_store.initialize(IDENTITY)
-    vectors = unit_vectors(3, 32)
-    elastic_store.upsert(make_records(3), vectors)
-    elastic_store.finish()  # vector() is a search: it sees writes once refreshed
-    raw = elastic_store._es.get(index=es_alias, id="id000001")["_source"]
-    assert "vector" not in raw and "words" not in raw and raw["name"] == "img00001.jpg"
-    np.testing.assert_allclose(elastic_store.vector("id000001"), vectors[1], atol=1e-6)
+    odd = os.fsdecode(b"/photos/caf\xe9.jpg")
+    record = ImageRecord("odd", (odd, "/photos/link.jpg"), 1, 2, 3, 4, "h", 5, 6)
+    elastic_store.upsert([record], unit_vectors(1, 32))
+    raw = elastic_store._es.get(index=es_alias, id="odd")["_source"]
+    assert raw == {"paths": ["/photos/caf\ufffd.jpg", "/photos/link.jpg"],
+                   "path_b64": [base64.b64encode(b).decode() for b in (b"/photos/caf\xe9.jpg", b"/photos/link.jpg")],
+                   "size": 1, "mtime_ns": 2, "ctime_ns": 3, "inode": 4, "hash": "h", "width": 5, "height": 6}
+    np.testing.assert_allclose(elastic_store.vector("odd"), unit_vectors(1, 32)[0], atol=1e-6)
 
 
 def test_re_upsert_is_idempotent(elastic_store):
@@ -169,85 +150,76 @@ def test_re_upsert_is_idempotent(elastic_store):
     store.upsert(records, vectors)
     changed = [ImageRecord(**{**r.to_dict(), "size": 7}) for r in records[:10]]
     store.upsert(changed, unit_vectors(10, 32, seed=5))
-    store.finish()
     assert store.count() == 300
     assert store.get(records[3].id).size == 7
     np.testing.assert_allclose(store.vector(records[3].id), unit_vectors(10, 32, seed=5)[3], atol=1e-6)
 
 
-def test_upsert_checks_its_input(elastic_store):
+# Today's `main` mapping (schema 1), as a test can build it: one `path` per document, `name` and `folder`.
+def v1_mappings(identity: ModelIdentity) -> dict:
+    text_and_keyword = {"type": "text", "fields": {"keyword": {"type": "keyword"}}}
+    return {
+        "dynamic": "strict",
+        "_meta": {"app": "image-search", "schema": 1, "identity": identity.to_dict()},
+        "_source": {"excludes": ["vector", "words"]},
+        "properties": {
+            "path": {"type": "keyword"}, "name": text_and_keyword, "folder": text_and_keyword,
+            "words": {"type": "keyword", "doc_values": False}, "size": {"type": "long"},
+            "mtime_ns": {"type": "long"}, "hash": {"type": "keyword"}, "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "vector": {"type": "dense_vector", "dims": identity.dims, "index": True, "similarity": "dot_product",
+                       "index_options": {"type": "int8_hnsw"}},
+        },
+    }
+
+
+def test_a_schema_1_index_is_migrated_once_losing_nothing(es_url, es_alias, caplog):
+    n = 1200  # more than one bulk batch of the migration
+    vectors = unit_vectors(n, 32, clusters=4)
+    concrete = f"{es_alias}-gem-32-random-0"
+    maker = ElasticStore(es_url, es_alias)
+    es = maker._es
+    es.indices.create(index=concrete, mappings=v1_mappings(IDENTITY), settings={"number_of_shards": 1})
+    es.indices.update_aliases(actions=[{"add": {"index": concrete, "alias": es_alias, "is_write_index": True}}])
+    from elasticsearch import helpers
+
+    helpers.bulk(es, ({"_index": concrete, "_id": f"{i:032x}", "_source": {
+        "path": f"/photos/Zürich/img{i}.jpg", "name": f"img{i}.jpg", "folder": "/photos/Zürich",
+        "words": [f"img{i}.jpg", "/photos/zürich"], "size": 1000 + i, "mtime_ns": 7 * i, "hash": f"hash{i}",
+        "width": 640, "height": 480, "vector": vectors[i].tolist()}} for i in range(n)), refresh=True)
+    maker.close()
+
+    calls = []
+    with caplog.at_level(logging.INFO, logger="core.store.elastic"):
+        store = ElasticStore(es_url, es_alias, progress=lambda done, total: calls.append((done, total)))
+        assert store.identity == IDENTITY
+    assert calls[-1] == (n, n) and len(calls) == 3
+    assert "from schema 1 to 2: 1200 images" in caplog.text
+    mapping = store._es.indices.get_mapping(index=concrete)[concrete]["mappings"]
+    assert mapping["_meta"] == {"app": "image-search", "schema": SCHEMA, "identity": IDENTITY.to_dict()}
+    assert store.count() == n
+    record = store.get(f"{42:032x}")
+    assert record == ImageRecord(f"{42:032x}", ("/photos/Zürich/img42.jpg",), 1042, 294, 0, 0, "hash42", 640, 480)
+    assert store.get_by_path("/photos/Zürich/img42.jpg") == record
+    np.testing.assert_allclose(store.vector(f"{42:032x}"), vectors[42], atol=1e-6)
+    hits = store.knn(vectors[7], 3, SearchFilter(text="ZÜRICH img7"))
+    assert hits[0].record.id == f"{7:032x}" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert sum(1 for _ in store.records(under="/photos/Zürich")) == n
+    store.close()
+
+    calls.clear()
+    again = ElasticStore(es_url, es_alias, progress=lambda done, total: calls.append((done, total)))
+    assert again.identity == IDENTITY and calls == []  # not again
+    again.close()
+
+
+def test_an_index_from_a_newer_version_is_refused(elastic_store, es_url, es_alias):
     elastic_store.initialize(IDENTITY)
-    with pytest.raises(StoreError, match="32 dimensions"):
-        elastic_store.upsert(make_records(2), unit_vectors(2, 16))
-    with pytest.raises(StoreError, match="zero or non-finite vector"):
-        elastic_store.upsert(make_records(1), np.zeros((1, 32), np.float32))
-    with pytest.raises(StoreError, match="non-finite"):
-        elastic_store.upsert(make_records(1), np.full((1, 32), np.nan, np.float32))
-    # Nearly-unit vectors (float rounding upstream) are accepted.
-    elastic_store.upsert(make_records(1), unit_vectors(1, 32) * 1.001)
-
-
-TEXT_FILES = [  # (folder, name)
-    ("/pics/Summer 2020", "Holiday Beach.JPG"),
-    ("/pics/Summer 2020", "straße.png"),
-    ("/pics/winter", "ÄRGER-1.jpg"),
-    ("/pics/winter", "star*.png"),
-    ("/pics/Straße", "plain.jpg"),
-    ("/pics/Straße", "q?.jpg"),
-    ("/pics/winter", "beachball.gif"),
-]
-
-
-@pytest.mark.parametrize("text", ["beach", "BEACH holiday", "STRASSE", "ärger", "summer beach", "star*", "q?",
-                                  "r*", "winter plain", "2020", "pics", "nomatch", "a b c", "*"])
-def test_text_filter_matches_the_embedded_store(elastic_store, text):
-    """Every word must be a case-insensitive (casefold) substring of the file name or of the folder."""
-    records = [ImageRecord(f"t{i}", f"{folder}/{name}", name, folder, 1, 1, "h", 1, 1)
-               for i, (folder, name) in enumerate(TEXT_FILES)]
-    elastic_store.initialize(IDENTITY)
-    elastic_store.upsert(records, unit_vectors(len(records), 32))
-    elastic_store.finish()
-    words = [w.casefold() for w in SearchFilter(text=text).words()]
-    expected = {r.id for r in records if all(w in r.name.casefold() or w in r.folder.casefold() for w in words)}
-    hits = elastic_store.knn(unit_vectors(1, 32, seed=9)[0], 100, SearchFilter(text=text))
-    assert {h.record.id for h in hits} == expected
-
-
-def test_min_and_max_score(elastic_store):
-    records, vectors = make_records(400), unit_vectors(400, 32, clusters=5)
-    elastic_store.initialize(IDENTITY)
-    elastic_store.upsert(records, vectors)
-    elastic_store.finish()
-    query = vectors[0]
-    scores = vectors @ query
-    for low, high in [(0.5, None), (None, 0.6), (0.2, 0.4), (0.9999, None), (1.5, None)]:
-        hits = elastic_store.knn(query, 10, SearchFilter(min_score=low, max_score=high))
-        allowed = [i for i in np.argsort(-scores) if (low is None or scores[i] >= low)
-                   and (high is None or scores[i] <= high)]
-        assert [h.record.id for h in hits] == [records[i].id for i in allowed[:10]], (low, high)
-        assert all((low is None or h.score >= low) and (high is None or h.score <= high) for h in hits)
-
-
-def test_near_pairs_match_exact_search(elastic_store):
-    base = unit_vectors(300, 32, clusters=10)
-    noise = np.random.default_rng(3).standard_normal((25, 32)).astype(np.float32) * 0.02
-    near = base[:25] + noise
-    vectors = np.vstack([base, near / np.linalg.norm(near, axis=1, keepdims=True)])
-    records = make_records(len(vectors))
-    elastic_store.initialize(IDENTITY)
-    elastic_store.upsert(records, vectors)
-    elastic_store.finish()
-
-    threshold = 0.95
-    sims = vectors @ vectors.T
-    expected = {(records[a].id, records[b].id) for a, b in zip(*np.nonzero(sims >= threshold), strict=True) if a < b}
-    found = list(elastic_store.near_pairs(threshold))
-    pairs = [(a, b) for a, b, _ in found]
-    assert len(pairs) == len(set(pairs)) and all(a < b for a, b in pairs)
-    assert set(pairs) == expected and len(expected) >= 25
-    index = {r.id: n for n, r in enumerate(records)}
-    for a, b, score in found:
-        assert score == pytest.approx(float(sims[index[a], index[b]]), abs=1e-5)
+    concrete = elastic_store.index_name(IDENTITY)
+    elastic_store._es.indices.put_mapping(index=concrete, meta={"app": "image-search", "schema": SCHEMA + 1,
+                                                                "identity": IDENTITY.to_dict()})
+    with pytest.raises(StoreError, match=f"newer image-search \\(schema {SCHEMA + 1}"):
+        _ = ElasticStore(es_url, es_alias).identity
 
 
 def test_a_plain_index_under_the_alias_name_is_refused(elastic_store, es_alias):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from core import thumbnails
 from core.images import ImageError
 from core.thumbnails import ThumbnailCache
+from tests.dng import dng_bytes
+from tests.icc import rgb_profile
 
 
 def test_renders_once_per_file_version_and_drops_old_versions(tmp_path, photo_dir):
@@ -50,3 +54,20 @@ def test_writing_keeps_the_cache_within_its_limit(tmp_path, photo_dir, monkeypat
     cache.path("a", 1, str(photo_dir / "rocket.jpg"))
     newest = cache.path("b", 1, str(photo_dir / "rocket.jpg"))
     assert list((tmp_path / "thumbs").iterdir()) == [newest]  # "a" made room; the one asked for stays
+
+
+def test_thumbnails_use_the_decoder_of_the_index(tmp_path):
+    """HEIC and camera RAW render, colour-managed to sRGB (the cached JPEG carries no profile: sRGB)."""
+    picture = np.zeros((300, 400, 3), np.uint8)
+    picture[..., 0], picture[:, 200:, 2] = 200, 180
+    Image.fromarray(picture).save(tmp_path / "phone.heic", "HEIF", quality=90)
+    (tmp_path / "camera.dng").write_bytes(dng_bytes(picture, preview=picture))
+    wide = ImageCms.profileToProfile(Image.fromarray(picture), ImageCms.createProfile("sRGB"),
+                                     ImageCms.ImageCmsProfile(io.BytesIO(rgb_profile())), outputMode="RGB")
+    wide.save(tmp_path / "wide.png", icc_profile=rgb_profile())
+    cache = ThumbnailCache(tmp_path / "thumbs", 64)
+    for name in ("phone.heic", "camera.dng", "wide.png"):
+        thumb = Image.open(cache.path(name, 1, str(tmp_path / name)))
+        assert thumb.size == (64, 48) and "icc_profile" not in thumb.info, name
+        expected = np.asarray(Image.fromarray(picture).resize((64, 48)), dtype=np.int16)
+        assert np.abs(np.asarray(thumb, dtype=np.int16) - expected).mean() < 6, name

@@ -44,11 +44,15 @@ def json_body() -> dict:
 
 
 def request_fields() -> dict:
-    """Parameters from the query string, then form fields, then JSON body fields (a later source wins)."""
+    """Parameters from the query string, form fields and JSON body fields. A parameter may come from only
+    one of them: the same name in two places is a BadRequest (which one was meant is a guess)."""
     fields: dict = dict(request.args.items())
-    if request.mimetype in FORM_TYPES:
-        fields.update((k, v) for k, v in request.form.items())
-    fields.update(json_body())
+    body: dict = dict(request.form.items()) if request.mimetype in FORM_TYPES else {}
+    body.update(json_body())
+    twice = sorted(name for name in body if name in fields)
+    if twice:
+        raise BadRequest(f"given both in the query string and in the body: {', '.join(twice)}")
+    fields.update(body)
     return fields
 
 

@@ -10,29 +10,8 @@ import time
 
 from flask import Response, jsonify, url_for
 
-from core.paths import display_path, path_json
 from core.store.base import Hit, ImageRecord
-
-
-def store_record_json(record: ImageRecord) -> dict:
-    """`id`, `path` (display text) and `path_bytes` when needed (core.paths.path_json), `paths` (display
-    texts of every path), `name`, `folder`, `size` (bytes), `width`, `height` (pixels), `mtime` (seconds
-    since the epoch, float).
-
-    The same shape as core.store.base.record_json on the store branch; once merged, this function becomes
-    `from core.store.base import record_json as store_record_json`.
-    """
-    return {
-        "id": record.id,
-        **path_json(record.path),
-        "paths": [display_path(record.path)],
-        "name": display_path(record.name),
-        "folder": display_path(record.folder),
-        "size": record.size,
-        "width": record.width,
-        "height": record.height,
-        "mtime": record.mtime_ns / 1e9,
-    }
+from core.store.base import record_json as store_record_json
 
 
 def image_links(record: ImageRecord) -> dict:

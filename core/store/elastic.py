@@ -9,29 +9,39 @@ Choices, and why:
   (`int8_hnsw`: 4x less RAM than float) and `rescore_vector` at query time, so that hits are re-ranked and
   scored with the float vectors: the scores users see are exact cosines, not int8 estimates.
 - Vectors are left out of `_source` (a 512-d vector is ~10 KB of JSON text per document) and read back
-  from the field's doc values (`docvalue_fields`) for `vector(id)` and `near_pairs`. The price: the index
-  cannot be rebuilt with `_reindex` or updated partially; it is rebuilt from the images instead.
-  `_source` is then exactly the image record, so reads take it whole: a source filter (`includes`) cost
-  0.2-0.3 ms a search at 100k x 4096-d, 12-15 % of a warm server's whole kNN search.
-- The text filter mirrors the embedded store exactly (every word must be a case-insensitive substring of
-  the file name or the folder): a hidden keyword field `words` holds the casefolded name and folder, and
-  each word becomes a `*word*` wildcard on it, inside the kNN `filter` so that k hits still come back.
+  from the field's doc values (`docvalue_fields`) for `vector(id)`. The price: a partial update would
+  lose them, and the test server (the integ-test zip) has no `_reindex`, `update_by_query` or Painless,
+  so `update` and schema migrations read the vectors back and rewrite whole documents with the bulk
+  helper. `_source` is then exactly the image record, so reads take it whole: a source filter
+  (`includes`) cost 0.2-0.3 ms a search at 100k x 4096-d, 12-15 % of a warm server's whole kNN search.
+- Paths: `paths` holds each path's display text (a keyword array, for people and the `under` prefix),
+  `path_b64` the raw bytes of each path in base64 (lossless round trips of names that are not UTF-8,
+  exact lookups by path).
+- The text filter is the embedded store's rule (core.paths.fold, then every word a substring of a file
+  name or a folder of the image), normalised in Python: a hidden keyword field `words` holds the folded
+  names and folders, and each word becomes a `*word*` wildcard on it, inside the kNN `filter` so that k
+  hits still come back.
+- Schema versions in the mapping's `_meta` (`schema`): opening an index of an older one migrates it
+  (new fields with put_mapping, then every document rewritten in batches); a newer one is refused.
 - Searches use the `knn` *query*, not the top-level `knn` section: the section runs its own search
   phase (a "DFS" round before the query phase) that cost 3-10 ms a query in bench/knn.py, more than
   the HNSW walk itself (100k x 4096-d: 14.0 ms p50 against 4.2 ms for the same query).
 - Writes go through the bulk API with the document id as `_id` (re-running an ingest replaces, never
-  duplicates), with backoff on 429/5xx, and no refresh per batch: `finish()` refreshes once. So reads
-  other than `get` (a realtime lookup) see new writes after `finish()`, or the server's 1 s refresh.
+  duplicates), with backoff on 429/5xx, and no refresh per batch: a search by this store object after
+  its own writes refreshes first (`get`/`get_many` are realtime anyway), `finish()` refreshes for other
+  processes.
 - Requires Elasticsearch 8.18 or newer (`rescore_vector`); the client is pinned to 8.x, which also talks
   to 9.x servers through their REST compatibility mode.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,10 +65,27 @@ except ImportError:  # orjson not installed: the client's json serializer turns 
     OrjsonSerializer = None  # type: ignore[assignment,misc]
 
 from core.config import Settings
-from core.store.base import Hit, IdentityMismatch, ImageRecord, ModelIdentity, SearchFilter, StoreError
+from core.paths import display_path
+from core.store.base import (
+    Hit,
+    IdentityMismatch,
+    ImageRecord,
+    ModelIdentity,
+    SearchFilter,
+    StoreError,
+    Vectors,
+    validate,
+)
 
-SCHEMA = 1  # bump when the mapping changes in a way old indices cannot serve
+log = logging.getLogger(__name__)
+
+# 1: one `path` (text) per document, with `name` and `folder`; 2: `paths`, `path_b64`, `ctime_ns`, `inode`.
+SCHEMA = 2
 MAX_CANDIDATES = 10_000  # Elasticsearch's limit for num_candidates, so also for k
+MAX_RESULT_WINDOW = 10_000  # index.max_result_window: the most hits one search returns
+# A prefix query becomes an automaton of about one state per UTF-8 byte, and the server refuses more
+# than 1000 states ("input automaton is too large"); a shorter prefix only finds more candidates.
+MAX_PREFIX_BYTES = 512
 # Search tuning, measured with bench/knn.py on clustered unit vectors, 100k x 512-d and x 4096-d, k=10:
 # 5 HNSW candidates per hit (at least 50) keep recall@10 >= 0.999 with int8; 10 per hit cost 1.2-1.9x
 # the latency for at most 0.001 more recall. Then `oversample` quantized hits per hit are re-scored with
@@ -71,16 +98,22 @@ OVERSAMPLE, OVERSAMPLE_BBQ = 3.0, 10.0
 # little: the k best still come back, only more of the hits below the bar travel.
 SIMILARITY_MARGIN = 0.1
 BULK_CHUNK = 500
+LOOKUP_CHUNK = 1000  # ids or paths per mget / terms lookup
 RETRY_STATUS = (429, 502, 503, 504)
 WRITE_TIMEOUT_S = 120.0  # a bulk of 500 4096-d vectors or a refresh can take longer than a search
-PAIR_BATCH = 64  # kNN queries per _msearch in near_pairs
-PAIR_K = 16  # neighbours asked for per image in near_pairs; more when all of them pass the threshold
-RECORD_FIELDS = ("path", "name", "folder", "size", "mtime_ns", "hash", "width", "height")
+MSEARCH_BATCH = 64  # kNN queries per _msearch in knn_many
 INDEX_TYPES = ("int8_hnsw", "bbq_hnsw", "int4_hnsw", "hnsw", "int8_flat", "bbq_flat", "flat")
 _ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,199}$")
 
+Progress = Callable[[int, int], None]  # (done, total) documents of a migration
+
 
 class ElasticStore:
+    """The Elasticsearch `VectorStore` behind the alias `index`. See core/store/base.py for the contract.
+
+    Opening an index of an older schema migrates it (logging at INFO and calling `progress(done, total)`).
+    """
+
     backend = "elasticsearch"
 
     def __init__(
@@ -94,6 +127,7 @@ class ElasticStore:
         ca_certs: str | None = None,
         timeout_s: float = 5.0,
         index_type: str = "int8_hnsw",  # for new indices; benchmarks compare the others
+        progress: Progress | None = None,
     ):
         if not _ALIAS_RE.match(index):
             raise StoreError(f"invalid Elasticsearch index name {index!r}: "
@@ -103,6 +137,7 @@ class ElasticStore:
         self.alias = index
         self.index_type = index_type
         self.timeout_s = timeout_s
+        self._progress = progress
         hosts = [u.strip() for u in url.split(",") if u.strip()]
         self.url = ",".join(_without_credentials(u) for u in hosts)  # for messages: never print a password
         try:
@@ -122,12 +157,13 @@ class ElasticStore:
         except (ValueError, TypeError) as exc:
             raise StoreError(f"invalid Elasticsearch settings for {self.url!r}: {exc}") from exc
         self._writer = self._es.options(request_timeout=max(timeout_s, WRITE_TIMEOUT_S))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._identity: ModelIdentity | None = None  # cached once known: an alias never changes identity
         self._oversample = OVERSAMPLE  # set from the index's own type when its identity is read
+        self._dirty = False  # this object wrote since its last refresh
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ElasticStore:
+    def from_settings(cls, settings: Settings, progress: Progress | None = None) -> ElasticStore:
         return cls(
             settings.es_url,
             settings.es_index,
@@ -136,6 +172,7 @@ class ElasticStore:
             password=settings.es_password,
             ca_certs=settings.es_ca_certs,
             timeout_s=settings.es_timeout_s,
+            progress=progress,
         )
 
     # -- identity ---------------------------------------------------------------------------------
@@ -164,105 +201,140 @@ class ElasticStore:
             self._identity = current
 
     # -- writes -----------------------------------------------------------------------------------
-    def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
-        if len(records) == 0:
+    def upsert(self, records: Sequence[ImageRecord], vectors: Vectors) -> None:
+        vectors = validate(records, vectors, self._dims())
+        if not records:
             return
-        identity = self.identity
-        if identity is None:
-            raise StoreError(f"the Elasticsearch index {self.alias!r} at {self.url} is not initialised")
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(records), identity.dims):
-            raise StoreError(f"expected {len(records)} vectors of {identity.dims} dimensions, got {vectors.shape}")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if not np.all(np.isfinite(norms) & (norms > 0)):
-            raise StoreError("cannot index a zero or non-finite vector")
-        # dot_product fields reject vectors whose length is not 1 within float precision: renormalise
-        # so that float32 rounding upstream can never fail a bulk.
-        vectors = vectors / norms
-        actions = (
-            {"_op_type": "index", "_index": self.alias, "_id": r.id, "_source": _document(r, v)}
-            for r, v in zip(records, vectors, strict=True)
-        )
-        self._bulk(actions, f"store {len(records)} images")
+        actions = [_index_action(self.alias, r, v) for r, v in zip(records, vectors, strict=True)]
+        self._bulk(self._release_paths(records) + actions, f"store {len(records)} images")
+
+    def update(self, records: Sequence[ImageRecord]) -> None:
+        validate(records, None, self._dims())
+        if not records:
+            return
+        vectors = self.vectors(r.id for r in records)
+        records = [r for r in records if r.id in vectors]
+        actions = [_index_action(self.alias, r, vectors[r.id]) for r in records]
+        self._bulk(self._release_paths(records) + actions, f"update {len(records)} images")
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        if ids and self.identity is not None:
+        self._dims()
+        if ids:
             actions = ({"_op_type": "delete", "_index": self.alias, "_id": i} for i in ids)
             self._bulk(actions, f"delete {len(ids)} images")
 
     def finish(self) -> None:
         with self._guard("refresh the index"):
             self._writer.indices.refresh(index=self.alias, ignore_unavailable=True)
+        self._dirty = False
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, image_id: str) -> ImageRecord | None:
-        with self._guard("read an image record"):
-            try:
-                doc = self._es.get(index=self.alias, id=image_id)
-            except NotFoundError as exc:  # no such document, or no index yet
-                self._check_product(exc)
-                return None
-        return _record(doc)
+        return self.get_many([image_id]).get(image_id)
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, ImageRecord]:
+        """Realtime (mget), LOOKUP_CHUNK ids a request."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, ImageRecord] = {}
+        with self._guard("read image records"):
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                try:
+                    docs = self._es.mget(index=self.alias, ids=ids[start : start + LOOKUP_CHUNK])["docs"]
+                except NotFoundError as exc:  # no index yet
+                    self._check_product(exc)
+                    return {}
+                found.update((d["_id"], _record(d)) for d in docs if d.get("found"))
+        return found
 
     def get_by_path(self, path: str) -> ImageRecord | None:
-        hits = self._search("find an image by path", query={"term": {"path": path}}, size=1)
+        hits = self._search("find an image by path", query={"term": {"path_b64": _b64(path)}}, size=1)
         return _record(hits[0]) if hits else None
 
+    def find_by_hash(self, content_hash: str) -> list[ImageRecord]:
+        hits = self._search("find images by content hash", query={"term": {"hash": content_hash}},
+                            size=MAX_RESULT_WINDOW, sort=["_doc"])
+        return sorted((_record(h) for h in hits), key=lambda r: r.id)
+
     def vector(self, image_id: str) -> np.ndarray | None:
-        hits = self._search("read a vector", query={"ids": {"values": [image_id]}}, size=1, source=False,
-                            docvalue_fields=["vector"])
-        return _vector(hits[0]) if hits else None
+        return self.vectors([image_id]).get(image_id)
+
+    def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """From doc values (vectors are not in `_source`), LOOKUP_CHUNK ids a search."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[start : start + LOOKUP_CHUNK]
+            hits = self._search("read vectors", query={"ids": {"values": chunk}}, size=len(chunk), source=False,
+                                docvalue_fields=["vector"])
+            found.update((h["_id"], _vector(h)) for h in hits)
+        return found
 
     def count(self) -> int:
+        self._fresh()
         with self._guard("count the images"):
             return int(self._es.count(index=self.alias, ignore_unavailable=True)["count"])
 
     def records(self, under: str | None = None) -> Iterator[ImageRecord]:
+        """Scrolled (one consistent view while paging), sorted by the display text of the paths."""
         query: dict[str, Any] = {"match_all": {}}
+        prefix = b""
         if under is not None:
-            # Paths are the indexing machine's real paths, so its separator, as in the embedded store.
-            query = {"prefix": {"path": under.rstrip(os.sep) + os.sep}}
+            # Display text finds the candidates (a prefix ending in "/" decodes the same alone or in a
+            # longer path; cut to the server's limit on prefix length, it finds more); the raw bytes
+            # then decide, since distinct bytes can display alike.
+            prefix = os.fsencode(under).rstrip(b"/") + b"/"
+            shown = display_path(os.fsdecode(prefix)).encode()[:MAX_PREFIX_BYTES].decode("utf-8", "ignore")
+            query = {"prefix": {"paths": shown}}
+        self._fresh()
         with self._guard("list the images"):
-            # Sorted by path like the embedded store; scroll keeps one consistent view while we page.
-            for doc in helpers.scan(self._es, query={"query": query, "sort": [{"path": "asc"}]},
+            for doc in helpers.scan(self._es, query={"query": query, "sort": [{"paths": "asc"}]},
                                     index=self.alias, size=1000, preserve_order=True, scroll="5m",
                                     ignore_unavailable=True):
-                yield _record(doc)
+                record = _record(doc)
+                if not prefix or any(os.fsencode(p).startswith(prefix) for p in record.paths):
+                    yield record
 
     def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
+        return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters)[0]
+
+    def knn_many(self, vectors: Vectors, k: int, filters: SearchFilter | None = None) -> list[list[Hit]]:
+        """MSEARCH_BATCH kNN queries per `_msearch` request."""
         filters = filters or SearchFilter()
+        queries = np.asarray(vectors, dtype=np.float32)
+        if queries.ndim != 2:
+            raise StoreError(f"expected query vectors of shape (m, dims), got {queries.shape}")
         k = min(k, MAX_CANDIDATES)
-        if k <= 0 or self.identity is None:  # no index yet: nothing to find
-            return []
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        want = k
-        while True:
+        if k <= 0 or self.identity is None or (filters.ids is not None and not filters.ids):
+            return [[] for _ in queries]  # no index yet, or nothing may match
+        self._fresh()
+        results: list[list[Hit]] = [[] for _ in queries]
+        pending = [(n, k) for n in range(len(queries))]
+        while pending:
             # A max score cannot be pushed to the server: ask for more neighbours until k of them pass
             # it, the index has no more, or the server's limit is reached.
-            docs = self._search("search for similar images", query={"knn": self._knn_clause(query, want, filters)},
-                                size=want)
-            hits = [Hit(_record(d), _cosine(d["_score"])) for d in docs]
-            passed = [h for h in hits if filters.accepts_score(h.score)]
-            if len(passed) >= k or len(docs) < want or want >= MAX_CANDIDATES or filters.max_score is None:
-                return passed[:k]
-            want = min(MAX_CANDIDATES, want * 4)
-
-    def near_pairs(self, threshold: float) -> Iterator[tuple[str, str, float]]:
-        """One kNN query per image (batched in _msearch); a pair is reported once, as (smaller id, larger id)."""
-        if self.identity is None:  # no index yet: no pairs
-            return
-        seen: set[tuple[str, str]] = set()  # a pair is usually found from both of its ends
-        batch: list[tuple[str, np.ndarray]] = []
-        with self._guard("find near-duplicate images"):
-            for doc in helpers.scan(self._es, query={"query": {"match_all": {}}, "docvalue_fields": ["vector"]},
-                                    index=self.alias, size=1000, scroll="10m", source=False,
-                                    ignore_unavailable=True):
-                batch.append((doc["_id"], _vector(doc)))
-                if len(batch) == PAIR_BATCH:
-                    yield from self._pairs(batch, threshold, seen)
-                    batch = []
-            yield from self._pairs(batch, threshold, seen)
+            again = []
+            for start in range(0, len(pending), MSEARCH_BATCH):
+                batch = pending[start : start + MSEARCH_BATCH]
+                searches: list[dict[str, Any]] = []
+                for n, want in batch:
+                    searches += [{"index": self.alias},
+                                 {"query": {"knn": self._knn_clause(queries[n], want, filters)}, "size": want}]
+                with self._guard("search for similar images"):
+                    responses = self._es.msearch(searches=searches)["responses"]
+                for (n, want), response in zip(batch, responses, strict=True):
+                    if "error" in response:
+                        raise StoreError(f"Elasticsearch at {self.url} could not search for similar images: "
+                                         f"{_reason(response['error'])}")
+                    docs = response["hits"]["hits"]
+                    hits = [Hit(_record(d), _cosine(d["_score"])) for d in docs]
+                    passed = [h for h in hits if filters.accepts_score(h.score)]
+                    if len(passed) >= k or len(docs) < want or want >= MAX_CANDIDATES or filters.max_score is None:
+                        results[n] = passed[:k]
+                    else:
+                        again.append((n, min(MAX_CANDIDATES, want * 4)))
+            pending = again
+        return results
 
     def location(self) -> str:
         return f"{self.url} index {self.alias}"
@@ -276,8 +348,41 @@ class ElasticStore:
         weights = re.sub(r"[^a-z0-9_-]+", "-", identity.weights.lower()).strip("-_") or "weights"
         return f"{self.alias}-{identity.descriptor}-{identity.dims}-{weights}"[:255]
 
+    def _dims(self) -> int:
+        """The index's dimensions; StoreError before `initialize`."""
+        identity = self.identity
+        if identity is None:
+            raise StoreError(f"the Elasticsearch index {self.alias!r} at {self.url} is not initialised")
+        return identity.dims
+
+    def _fresh(self) -> None:
+        """Refresh before a search when this object has written since: its own writes are then visible."""
+        if self._dirty:
+            self.finish()
+
+    def _release_paths(self, records: Sequence[ImageRecord]) -> list[dict[str, Any]]:
+        """Bulk actions that take the records' paths from the other images holding them: each such
+        image is rewritten without them (its vector read back), or deleted when no path is left."""
+        keys = [_b64(p) for r in records for p in r.paths]
+        ours, taken = {r.id for r in records}, set(keys)
+        actions = []
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            hits = self._search("look up paths", query={"terms": {"path_b64": keys[start : start + LOOKUP_CHUNK]}},
+                                size=MAX_RESULT_WINDOW, docvalue_fields=["vector"])
+            for hit in hits:
+                if hit["_id"] in ours:
+                    continue
+                old = _record(hit)
+                left = tuple(p for p in old.paths if _b64(p) not in taken)
+                if left:
+                    moved = ImageRecord(**{**old.to_dict(), "paths": left})
+                    actions.append(_index_action(self.alias, moved, _vector(hit)))
+                else:
+                    actions.append({"_op_type": "delete", "_index": self.alias, "_id": old.id})
+        return actions
+
     def _read_identity(self) -> ModelIdentity | None:
-        with self._guard("read the index identity"):
+        with self._lock, self._guard("read the index identity"):
             try:
                 aliases = self._es.indices.get_alias(name=self.alias)
             except NotFoundError as exc:
@@ -289,15 +394,55 @@ class ElasticStore:
             index = next(iter(aliases))
             mappings = self._es.indices.get_mapping(index=index)[index]["mappings"]
             meta = mappings.get("_meta", {})
-        if "identity" not in meta:
-            raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was not made by image-search "
-                             "(no model identity in its mapping); use another --es-index")
-        if int(meta.get("schema", 0)) > SCHEMA:
-            raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was made by a newer image-search")
+            if "identity" not in meta:
+                raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was not made by image-search "
+                                 "(no model identity in its mapping); use another --es-index")
+            schema = int(meta.get("schema", 0))
+            if schema > SCHEMA:
+                raise StoreError(f"the Elasticsearch index {index!r} at {self.url} was written by a newer "
+                                 f"image-search (schema {schema}; this version knows up to {SCHEMA}): upgrade "
+                                 "image-search, or use another --es-index")
+            if schema < SCHEMA:
+                self._migrate(index, meta, schema)
         # The index's own type, not self.index_type (which is for new indices), sets the re-scoring.
         index_type = mappings["properties"]["vector"].get("index_options", {}).get("type", "")
         self._oversample = OVERSAMPLE_BBQ if index_type.startswith("bbq") else OVERSAMPLE
         return ModelIdentity.from_dict(meta["identity"])
+
+    def _migrate(self, index: str, meta: dict[str, Any], schema: int) -> None:
+        """Bring an index of schema 1 to SCHEMA: add the new fields to the mapping, rewrite every document
+        in batches (scrolled, vectors from doc values), then record the schema. Not atomic, but safe to
+        repeat: an interrupted migration is finished at the next opening (documents already rewritten are
+        written again, unchanged)."""
+        if schema != 1:
+            raise StoreError(f"the Elasticsearch index {index!r} at {self.url} has an unknown schema {schema}")
+        properties = _mappings(ModelIdentity.from_dict(meta["identity"]), self.index_type)["properties"]
+        self._writer.indices.put_mapping(index=index, properties={
+            name: properties[name] for name in ("paths", "path_b64", "ctime_ns", "inode")})
+        self._writer.indices.refresh(index=index)
+        total = int(self._es.count(index=index)["count"])
+        log.info("migrating the Elasticsearch index %s at %s from schema 1 to %d: %d images", index, self.url,
+                 SCHEMA, total)
+        done = 0
+        batch: list[dict[str, Any]] = []
+        for doc in helpers.scan(self._es, query={"query": {"match_all": {}}, "docvalue_fields": ["vector"]},
+                                index=index, size=BULK_CHUNK, scroll="10m"):
+            batch.append(_index_action(index, _record(doc), _vector(doc)))
+            if len(batch) == BULK_CHUNK:
+                done += self._migrated(batch, done, total)
+                batch = []
+        done += self._migrated(batch, done, total)
+        self._writer.indices.refresh(index=index)
+        self._writer.indices.put_mapping(index=index, meta={**meta, "schema": SCHEMA})
+        log.info("migrated %d images", done)
+
+    def _migrated(self, actions: list[dict[str, Any]], done: int, total: int) -> int:
+        if not actions:
+            return 0
+        self._bulk(actions, "migrate the index", alias=False)
+        if self._progress is not None:
+            self._progress(done + len(actions), total)
+        return len(actions)
 
     def _create(self, identity: ModelIdentity) -> None:
         name = self.index_name(identity)
@@ -329,53 +474,31 @@ class ElasticStore:
             "num_candidates": min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)),
             "rescore_vector": {"oversample": self._oversample},
         }
-        words = [w.casefold() for w in filters.words()]
-        if words:
-            clause["filter"] = {"bool": {"filter": [{"wildcard": {"words": {"value": f"*{_escape_wildcard(w)}*"}}}
-                                                    for w in words]}}
+        # Words are folded already (core.paths.fold), as the `words` field is.
+        conditions: list[dict[str, Any]] = [{"wildcard": {"words": {"value": f"*{_escape_wildcard(w)}*"}}}
+                                            for w in filters.words()]
+        if filters.ids is not None:
+            conditions.append({"ids": {"values": sorted(filters.ids)}})
+        if conditions:
+            clause["filter"] = {"bool": {"filter": conditions}}
         if filters.min_score is not None:
             clause["similarity"] = filters.min_score - SIMILARITY_MARGIN  # a raw dot product, not a _score
         return clause
 
-    def _pairs(self, batch: list[tuple[str, np.ndarray]], threshold: float,
-               seen: set[tuple[str, str]]) -> Iterator[tuple[str, str, float]]:
-        pending = [(image_id, vec, PAIR_K) for image_id, vec in batch]
-        while pending:
-            searches: list[dict[str, Any]] = []
-            for _, vec, k in pending:
-                searches += [{"index": self.alias},
-                             {"query": {"knn": self._knn_clause(vec, k, SearchFilter(min_score=threshold))}, "size": k,
-                              "_source": False}]
-            responses = self._writer.msearch(searches=searches)["responses"]
-            again = []
-            for (image_id, vec, k), response in zip(pending, responses, strict=True):
-                if "error" in response:
-                    raise StoreError(f"Elasticsearch at {self.url} could not find near-duplicate images: "
-                                     f"{_reason(response['error'])}")
-                docs = response["hits"]["hits"]
-                if len(docs) == k and k < MAX_CANDIDATES:
-                    again.append((image_id, vec, min(MAX_CANDIDATES, k * 4)))  # there may be more above it
-                    continue
-                for doc in docs:
-                    score = _cosine(doc["_score"])
-                    pair = (min(image_id, doc["_id"]), max(image_id, doc["_id"]))
-                    if doc["_id"] != image_id and score >= threshold and pair not in seen:
-                        seen.add(pair)
-                        yield pair[0], pair[1], score
-            pending = again
-
     def _search(self, action: str, **kwargs: Any) -> list[dict[str, Any]]:
+        self._fresh()
         with self._guard(action):
             response = self._es.search(index=self.alias, ignore_unavailable=True, track_total_hits=False, **kwargs)
         return response["hits"]["hits"]
 
-    def _bulk(self, actions: Iterable[dict[str, Any]], action: str) -> None:
+    def _bulk(self, actions: Iterable[dict[str, Any]], action: str, alias: bool = True) -> None:
         failed: list[dict[str, Any]] = []
+        self._dirty = True
         with self._guard(action):
             for ok, item in helpers.streaming_bulk(
                 self._writer, actions, chunk_size=BULK_CHUNK, raise_on_error=False, max_retries=4,
                 initial_backoff=0.5, max_backoff=8, retry_on_status=RETRY_STATUS, yield_ok=False,
-                require_alias=True,  # never let a write auto-create an index with a guessed mapping
+                require_alias=alias,  # never let a write auto-create an index with a guessed mapping
             ):
                 op, result = next(iter(item.items()))
                 if not ok and not (op == "delete" and result.get("status") == 404):
@@ -413,18 +536,18 @@ class ElasticStore:
 
 
 def _mappings(identity: ModelIdentity, index_type: str) -> dict[str, Any]:
-    text_and_keyword = {"type": "text", "fields": {"keyword": {"type": "keyword"}}}
     return {
         "dynamic": "strict",  # a typo in a field name fails loudly instead of growing the mapping
         "_meta": {"app": "image-search", "schema": SCHEMA, "identity": identity.to_dict()},
         "_source": {"excludes": ["vector", "words"]},
         "properties": {
-            "path": {"type": "keyword"},
-            "name": text_and_keyword,
-            "folder": text_and_keyword,
-            "words": {"type": "keyword", "doc_values": False},  # casefolded name and folder, for `text`
+            "paths": {"type": "keyword"},  # display text of each path (U+FFFD for undecodable bytes)
+            "path_b64": {"type": "keyword"},  # raw bytes of each path, base64: lossless
+            "words": {"type": "keyword", "doc_values": False},  # folded names and folders, for `text`
             "size": {"type": "long"},
             "mtime_ns": {"type": "long"},
+            "ctime_ns": {"type": "long"},
+            "inode": {"type": "long"},
             "hash": {"type": "keyword"},
             "width": {"type": "integer"},
             "height": {"type": "integer"},
@@ -440,19 +563,39 @@ def _mappings(identity: ModelIdentity, index_type: str) -> dict[str, Any]:
 
 
 def _document(record: ImageRecord, vector: np.ndarray) -> dict[str, Any]:
-    doc: dict[str, Any] = {f: getattr(record, f) for f in RECORD_FIELDS}
-    doc["words"] = [record.name.casefold(), record.folder.casefold()]
-    doc["vector"] = np.ascontiguousarray(vector, dtype=np.float32)
-    return doc
+    return {
+        "paths": [display_path(p) for p in record.paths],
+        "path_b64": [_b64(p) for p in record.paths],
+        "words": record.folded_fields(),
+        "size": record.size,
+        "mtime_ns": record.mtime_ns,
+        "ctime_ns": record.ctime_ns,
+        "inode": record.inode,
+        "hash": record.hash,
+        "width": record.width,
+        "height": record.height,
+        "vector": np.ascontiguousarray(vector, dtype=np.float32),
+    }
+
+
+def _index_action(index: str, record: ImageRecord, vector: np.ndarray) -> dict[str, Any]:
+    return {"_op_type": "index", "_index": index, "_id": record.id, "_source": _document(record, vector)}
 
 
 def _record(doc: dict[str, Any]) -> ImageRecord:
-    source = doc["_source"]
-    return ImageRecord(doc["_id"], *(source[f] for f in RECORD_FIELDS))
+    """The record of a document of schema 2, or of schema 1 (one `path`; ctime and inode unknown: 0)."""
+    s = doc["_source"]
+    paths = tuple(os.fsdecode(base64.b64decode(b)) for b in s["path_b64"]) if "path_b64" in s else (s["path"],)
+    return ImageRecord(doc["_id"], paths, s["size"], s["mtime_ns"], s.get("ctime_ns", 0), s.get("inode", 0),
+                       s["hash"], s["width"], s["height"])
 
 
 def _vector(doc: dict[str, Any]) -> np.ndarray:
     return np.asarray(doc["fields"]["vector"][0], dtype=np.float32)
+
+
+def _b64(path: str) -> str:
+    return base64.b64encode(os.fsencode(path)).decode("ascii")
 
 
 def _cosine(score: float) -> float:
