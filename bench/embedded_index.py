@@ -1,6 +1,6 @@
 """The embedded index at scale: ingest, open, kNN latency and recall@10, text-filtered kNN, memory.
 
-Baseline in the same run: the exact scan (`exact=True`, today's search: every stored vector scored with
+Baseline in the same run: the exact scan (`SearchFilter(exact=True)`, today's search: every stored vector scored with
 NumPy, then the top k), against which recall@10 of the default search (HNSW graph + float re-rank) is
 counted; for `knn_many` (all queries in one call, as duplicates search), the same queries one `knn` call
 at a time. Ingest counts the upserts in batches of 1,000 and the `finish()` that builds the graph.
@@ -93,12 +93,12 @@ def run(size: int, dims: int, queries: int, vector_set: str) -> dict:
         for q in qs:
             hits, s = timed(store.knn, q, 10)
             ours.append(s)
-            want, s = timed(store.knn, q, 10, exact=True)
+            want, s = timed(store.knn, q, 10, SearchFilter(exact=True))
             exact.append(s)
             recalls.append(len(set(ids(hits)) & set(ids(want))) / max(1, len(want)))
             hits, s = timed(store.knn, q, 10, text)
             filtered.append(s)
-            want, s = timed(store.knn, q, 10, text, exact=True)
+            want, s = timed(store.knn, q, 10, SearchFilter(text="img7", min_score=0.0, exact=True))
             exact_filtered.append(s)
             filtered_recalls.append(len(set(ids(hits)) & set(ids(want))) / max(1, len(want)))
         # Batched kNN (what duplicates use) against the same queries one knn call at a time.

@@ -32,6 +32,8 @@ def search_options() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="only results at least this similar (-1..1)")
     p.add_argument("--max-score", type=float, help="only results at most this similar (-1..1)")
     p.add_argument("--text", help="only files whose name or folder contains every one of these words")
+    p.add_argument("--exact", action="store_true",
+                   help="score every indexed image instead of the search graph (embedded index only; slower)")
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
     return p
 
@@ -177,7 +179,7 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "d
 
 
 def search_filter(args) -> SearchFilter:
-    return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text)
+    return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text, exact=args.exact)
 
 
 def print_hits(query: str, hits, as_json: bool) -> None:

@@ -301,15 +301,14 @@ class EmbeddedStore:
                 return
             last = rows[-1][0]
 
-    def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None, exact: bool = False) -> list[Hit]:
+    def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
         """See `knn_many`."""
-        return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters, exact)[0]
+        return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters)[0]
 
-    def knn_many(self, vectors: np.ndarray, k: int, filters: SearchFilter | None = None,
-                 exact: bool = False) -> list[list[Hit]]:
+    def knn_many(self, vectors: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[list[Hit]]:
         """Through the HNSW graph with an exact float re-rank (recall@10 >= 0.99, bench/embedded_index.py),
-        or an exact scan with `exact=True` (and always below ann.GRAPH_MIN_ROWS images or for a selective
-        filter). Scores are exact cosine similarities either way."""
+        or an exact scan with `filters.exact` (and always below ann.GRAPH_MIN_ROWS images or for a
+        selective filter). Scores are exact cosine similarities either way."""
         filters = filters or SearchFilter()
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim != 2:
@@ -321,7 +320,7 @@ class EmbeddedStore:
             if queries.shape[1] != self._vectors.dims:
                 raise StoreError(f"query has {queries.shape[1]} dimensions; the index holds {self._vectors.dims}")
             mask = self._allowed(filters)
-            found = self._search.search(queries, k, mask, exact=exact, min_score=filters.min_score,
+            found = self._search.search(queries, k, mask, exact=filters.exact, min_score=filters.min_score,
                                         max_score=filters.max_score, score_block=SCORE_BLOCK)
             with self._reading():
                 ids = self._ids_of_slots(list({int(s) for slots, _ in found for s in slots}))
