@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 
 from core import __version__
 from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
 from core.images import ImageError
+from core.indexer import IndexProgress
+from core.jobs import queue_for
 from core.model import WeightsError
 from core.paths import display_path, path_json
 from core.store import SearchFilter, StoreError
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return COMMANDS[args.command](engine, args)
         finally:
+            queue_for(engine).shutdown()
             engine.close()
     except USER_ERRORS as exc:
         print(f"image-search: error: {display_path(str(exc))}", file=sys.stderr)
@@ -105,14 +107,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_index(engine, args) -> int:
-    cancel = threading.Event()
-    bar = ProgressBar()
+    queue, bar = queue_for(engine), ProgressBar()
+    # The run is a job of the engine's one queue (core.jobs), like the API's and the desktop's: it waits for
+    # any other run on this engine and reports through the same observer.
+    unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
+        IndexProgress(job["done"], job["total"], job["current"] or "", job["eta_s"])))
+    job = queue.submit_index(args.paths, prune_missing=args.prune_missing)
     try:
-        report = engine.index(args.paths, progress=bar.update, cancel=cancel, prune_missing=args.prune_missing)
+        queue.wait(job.id)
+        report = queue.result(job.id)  # raises what the run raised: the exit status follows its kind
     except KeyboardInterrupt:
+        queue.cancel(job.id)
+        queue.wait(job.id, 60)
         # Everything committed so far stays; a re-run resumes from there.
         print("\nimage-search: interrupted; images indexed so far are kept", file=sys.stderr)
         return 130
+    finally:
+        unsubscribe()
     bar.close()
     if args.json:
         print(json.dumps({**report.to_dict(), "count": engine.store.count()}))
@@ -146,7 +157,10 @@ def cmd_similar(engine, args) -> int:
 
 
 def cmd_duplicates(engine, args) -> int:
-    groups = engine.duplicates(args.threshold)
+    queue = queue_for(engine)
+    job = queue.submit_duplicates(args.threshold)
+    queue.wait(job.id)
+    groups = queue.result(job.id)
     if args.json:
         print(json.dumps({"threshold": args.threshold, "groups": [[record_json(r) for r in g] for g in groups]}))
     else:
@@ -159,7 +173,10 @@ def cmd_duplicates(engine, args) -> int:
 
 
 def cmd_remove(engine, args) -> int:
-    removed = sum(engine.remove_folder(path) for path in args.paths)
+    queue = queue_for(engine)
+    job = queue.submit_remove(args.paths)
+    queue.wait(job.id)
+    removed = queue.result(job.id)
     print(f"{removed} images removed from the index")
     return 0
 

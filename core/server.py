@@ -23,6 +23,7 @@ from core.model import WeightsError
 
 if TYPE_CHECKING:
     from core.engine import Engine
+from core.jobs import queue_for
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ class ApiServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening, finish the requests in flight (2 s at most), stop the app's job queue."""
+        """Stop listening and finish the requests in flight (2 s at most). The job queue belongs to the engine
+        (core.jobs.queue_for), which the desktop keeps while it restarts the server on another port."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -119,8 +121,6 @@ class ApiServer:
         if self._thread is not None:
             self._thread.join(timeout=2)
         server.server_close()
-        if context := self.app.extensions.get(EXTENSION):
-            context.jobs.shutdown(timeout=2)
 
     @property
     def port(self) -> int:
@@ -217,6 +217,7 @@ def serve(settings: Settings) -> int:
     finally:
         server.stop()
         if engine is not None:
+            queue_for(engine).shutdown(timeout=2)  # a running index job stops at its next file
             engine.close()
     print("stopped", flush=True)
     return 0 if engine is not None else 1

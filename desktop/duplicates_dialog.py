@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import shiboken6
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
@@ -18,11 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.engine import Engine
 from core.store import ImageRecord
 from desktop import files
+from desktop.index_widgets import plural
 from desktop.thumbnails import ThumbnailLoader, thumbnail_key
-from desktop.worker import Worker
 
 RECORD_ROLE = Qt.ItemDataRole.UserRole  # the ImageRecord of a file row
 ICON = QSize(64, 64)
@@ -31,12 +32,13 @@ ICON = QSize(64, 64)
 class DuplicatesDialog(QDialog):
     find_similar = Signal(object)  # ImageRecord
 
-    def __init__(self, engine: Engine, worker: Worker, loader: ThumbnailLoader, parent: QWidget | None = None):
+    def __init__(self, find_groups: Callable[[float, Callable, Callable], None], loader: ThumbnailLoader,
+                 parent: QWidget | None = None):
+        """`find_groups(threshold, done, failed)` runs the search as a job of the engine's queue (core.jobs)."""
         super().__init__(parent)
         self.setWindowTitle("Find Duplicates")
         self.resize(820, 560)
-        self._engine = engine
-        self._worker = worker
+        self._find_groups = find_groups
         self._items: dict[str, list[QTreeWidgetItem]] = {}
         self._loader = loader
         loader.loaded.connect(self._thumbnail_loaded)
@@ -83,10 +85,9 @@ class DuplicatesDialog(QDialog):
         self._selection_changed()
 
     def find(self) -> None:
-        engine, threshold = self._engine, self.threshold.value()
         self.find_button.setEnabled(False)
         self.status.setText("Comparing every pair of images…")
-        self._worker.call(lambda: engine.duplicates(threshold), done=self._show, failed=self._failed)
+        self._find_groups(self.threshold.value(), self._show, self._failed)
 
     def groups(self) -> list[list[str]]:
         """The paths shown, group by group."""
@@ -113,9 +114,10 @@ class DuplicatesDialog(QDialog):
                 self._loader.request(record)
             top.setExpanded(True)
         total = sum(len(g) for g in groups)
-        self.status.setText(f"{len(groups)} groups, {total} images" if groups else "No near-duplicates found.")
+        self.status.setText(f"{plural(len(groups), 'group')}, {plural(total, 'image')}" if groups
+                            else "No near-duplicates found.")
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception | str) -> None:
         if shiboken6.isValid(self):
             self.find_button.setEnabled(True)
             self.status.setText(f"Failed: {exc}")

@@ -108,6 +108,13 @@ class Preferences:
     def geometry(self) -> tuple[QByteArray | None, QByteArray | None]:
         return self.store.value("window/geometry"), self.store.value("window/state")
 
+    def splitter_sizes(self) -> list[int] | None:
+        sizes = self.store.value("window/splitter", [], type=list)
+        return [int(s) for s in sizes] if len(sizes) == 2 else None
+
+    def save_splitter_sizes(self, sizes: list[int]) -> None:
+        self.store.setValue("window/splitter", [str(s) for s in sizes])
+
     def save_geometry(self, geometry: QByteArray, state: QByteArray) -> None:
         self.store.setValue("window/geometry", geometry)
         self.store.setValue("window/state", state)

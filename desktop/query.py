@@ -6,15 +6,21 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QUrl
 from PySide6.QtGui import QImage
 
 from core.images import ImageError, load_image, read_bytes
+from core.model import INPUT_SIZE, to_model_pixels
 from core.store import ImageRecord
 from desktop.files import human_size
 from desktop.thumbnails import shrink
+from desktop.worker import warm_up
+
+if TYPE_CHECKING:
+    from core.engine import Engine
 
 FETCH_TIMEOUT_S = 15.0
 PREVIEW_SIZE = 512
@@ -40,6 +46,7 @@ class LoadedSource:
     preview: QImage
     path: str | None
     details: str  # size in pixels and bytes, for the query pane
+    vector: np.ndarray | None = None  # (dims,) float32 unit descriptor, when an engine was given
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a history may hold the same image twice
@@ -99,9 +106,13 @@ def _url_name(url: QUrl) -> str:
     return url.fileName() or url.host() or url.toString()
 
 
-def load_source(source: Source, max_bytes: int) -> LoadedSource:
-    """Read (or download) the query's bytes and decode a preview. Runs in a worker; ImageError for
-    anything that is not a usable image."""
+def load_source(source: Source, max_bytes: int, engine: Engine | None = None) -> LoadedSource:
+    """Read (or download) the query's bytes, decode them once, make the preview and, given an `engine`, the
+    descriptor: one call in the search worker. ImageError for anything that is not a usable image.
+
+    The decode uses the indexer's draft size (INPUT_SIZE), so a query that is an indexed file gets exactly
+    its stored descriptor (similarity 1.0); the preview is made from the same pixels (a JPEG then decodes
+    at no less than 224 px a side, enough for the pane)."""
     if source.path is not None:
         data = read_bytes(source.path)
     elif source.url is not None:
@@ -112,9 +123,13 @@ def load_source(source: Source, max_bytes: int) -> LoadedSource:
         data = source.data or b""
     if len(data) > max_bytes:
         raise ImageError(f"larger than {max_bytes // 2**20} MB")
-    loaded = load_image(data, draft=(PREVIEW_SIZE, PREVIEW_SIZE))
+    loaded = load_image(data, draft=INPUT_SIZE if engine is not None else (PREVIEW_SIZE, PREVIEW_SIZE))
+    vector = None
+    if engine is not None:
+        # TODO(lead): Engine.embed_image(PIL image) in core would save this copy of Engine.embed's last line.
+        vector = warm_up(engine).embed(to_model_pixels(loaded.image)[None])[0]
     return LoadedSource(source.label, data, shrink(loaded, PREVIEW_SIZE), source.path,
-                        describe(loaded.width, loaded.height, len(data)))
+                        describe(loaded.width, loaded.height, len(data)), vector)
 
 
 def describe(width: int, height: int, size: int) -> str:

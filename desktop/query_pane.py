@@ -15,10 +15,39 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from core.scan import image_suffixes
+from core.formats import IMAGE_EXTENSIONS
 from desktop.query import Query, Source, from_path, source_from_mime
 
 DROP_HINT = "Drop an image here\n\nan image file, a picture from\na web page, or an image URL"
+
+
+class ElidedLabel(QLabel):
+    """One line, elided in the middle (the end of a file name tells copies apart); a long text never sets the
+    pane's, and so the window's, minimum width (issue 14). `text()` is the whole text."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self.setMinimumWidth(1)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def clear(self) -> None:
+        self.setText("")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width(), 1)
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
 
 
 class QueryPane(QFrame):
@@ -36,9 +65,9 @@ class QueryPane(QFrame):
         self.preview.setObjectName("dropArea")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setWordWrap(True)
-        self.preview.setMinimumSize(220, 220)
+        self.preview.setMinimumSize(150, 150)  # the window fits half of a 1,280 px screen
         self.preview.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.caption = QLabel()
+        self.caption = ElidedLabel()
         self.caption.setObjectName("caption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -105,14 +134,15 @@ class QueryPane(QFrame):
         self.message.hide()
 
     def _set_image(self, image: QImage | None) -> None:
+        if image is None:
+            self.preview.setPixmap(QPixmap())  # clears the old image; callers set the text to show instead
         self._image = image
         self._set_state("filled", image is not None)
         self._rescale()
 
     def _rescale(self) -> None:
         if self._image is None or self._image.isNull():
-            self.preview.setPixmap(QPixmap())
-            return
+            return  # setPixmap would wipe the hint text the preview shows while empty (issue 14)
         ratio = self.devicePixelRatioF()
         size = self.preview.contentsRect().size() * ratio
         scaled = self._image.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
@@ -127,9 +157,10 @@ class QueryPane(QFrame):
 
     # -- how a query arrives ----------------------------------------------------------------------
     def open_file(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(image_suffixes()))
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_EXTENSIONS))
         path, _ = QFileDialog.getOpenFileName(self, "Search with an image", "",
-                                              f"Images ({patterns});;All files (*)")
+                                              f"Images ({patterns});;All files (*)",
+                                              options=QFileDialog.Option.HideNameFilterDetails)
         if path:
             self.source_chosen.emit(from_path(path))
 

@@ -1,43 +1,45 @@
-"""The result grid: a list model of hits, a delegate drawing thumbnail, score and name, and the view."""
+"""The result grid: a list model of hits and the view (the delegate that draws a result is in result_delegate)."""
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QMimeData,
     QModelIndex,
-    QPersistentModelIndex,
     QPoint,
-    QRect,
     QSize,
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPainterPath, QPaintEvent, QPixmap
+from PySide6.QtGui import (
+    QAction,
+    QImage,
+    QKeyEvent,
+    QPainter,
+    QPaintEvent,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
     QMenu,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
+    QMessageBox,
+    QPushButton,
     QWidget,
 )
 
 from core.store import Hit
 from desktop import files
+from desktop.index_widgets import plural
+from desktop.result_delegate import CELL, HIT_ROLE, QUERY_ROLE, UNREADABLE_ROLE, AnyIndex, ResultDelegate
 from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 
-HIT_ROLE = Qt.ItemDataRole.UserRole + 1
-UNREADABLE_ROLE = Qt.ItemDataRole.UserRole + 2  # True once the thumbnail failed to decode
-THUMB = 160  # logical pixels of the square a thumbnail is fitted into
-CELL = QSize(THUMB + 20, THUMB + 56)
+OPEN_WITHOUT_ASKING = 5  # files opened at once without a question (issue 14: Ctrl+A over 1,000 results)
 PIXMAP_CACHE = 600  # ~60 MB of decoded 160 px thumbnails; results beyond it are re-read from the disk cache
 
-AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 class ResultsModel(QAbstractListModel):
@@ -52,6 +54,7 @@ class ResultsModel(QAbstractListModel):
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._unreadable: set[str] = set()
         self._requested: set[str] = set()
+        self.query_path: str | None = None
         loader.loaded.connect(self._thumbnail_loaded)
 
     # -- contents ---------------------------------------------------------------------------------
@@ -64,6 +67,10 @@ class ResultsModel(QAbstractListModel):
         self._loader.clear()  # the old list's unstarted requests are no longer wanted...
         self._requested.clear()  # ...so they may be asked for again
         self.endResetModel()
+
+    def set_query_path(self, path: str | None) -> None:
+        """The query's own file, marked where it appears among the results (as the web page does)."""
+        self.query_path = path
 
     def hits(self) -> list[Hit]:
         return list(self._hits)
@@ -83,7 +90,9 @@ class ResultsModel(QAbstractListModel):
             return record.name
         if role == Qt.ItemDataRole.ToolTipRole:
             return (f"{record.path}\n{record.width} × {record.height} px, {files.human_size(record.size)}"
-                    f"\nsimilarity {hit.score:.3f}")
+                    f"\nsimilarity {hit.score:.3f}" + ("\nthe query image" if record.path == self.query_path else ""))
+        if role == QUERY_ROLE:
+            return record.path == self.query_path
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnail(hit)
         if role == HIT_ROLE:
@@ -138,86 +147,11 @@ class ResultsModel(QAbstractListModel):
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
 
-class ResultDelegate(QStyledItemDelegate):
-    """Draws one result: the thumbnail in a square, a score badge over it, the file name and folder below."""
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
-        return CELL
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
-        hit: Hit | None = index.data(HIT_ROLE)
-        if hit is None:
-            return
-        palette = option.palette
-        cell = option.rect.adjusted(3, 3, -3, -3)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        if selected or option.state & QStyle.StateFlag.State_MouseOver:
-            highlight = QColor(palette.highlight().color())
-            highlight.setAlpha(60 if selected else 22)
-            painter.setPen(palette.highlight().color() if selected else Qt.PenStyle.NoPen)
-            painter.setBrush(highlight)
-            painter.drawRoundedRect(cell, 8, 8)
-
-        square = QRect(cell.x() + (cell.width() - THUMB) // 2, cell.y() + 7, THUMB, THUMB)
-        pixmap: QPixmap | None = index.data(Qt.ItemDataRole.DecorationRole)
-        target = square
-        if pixmap is not None:
-            target = QRect(QPoint(0, 0), pixmap.deviceIndependentSize().toSize())
-            target.moveCenter(square.center())
-            clip = QPainterPath()
-            clip.addRoundedRect(target, 4, 4)
-            painter.setClipPath(clip)
-            painter.drawPixmap(target, pixmap)
-            painter.setClipping(False)
-        else:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(palette.alternateBase())
-            painter.drawRoundedRect(square, 4, 4)
-            if index.data(UNREADABLE_ROLE):
-                painter.setPen(palette.placeholderText().color())
-                painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read\nthis file")
-
-        self._badge(painter, target, hit.score)  # on the image's corner, wherever its shape puts it
-
-        font = QFont(option.font)
-        text = QRect(cell.x() + 6, square.bottom() + 6, cell.width() - 12, option.fontMetrics.height())
-        painter.setFont(font)
-        painter.setPen(palette.text().color())
-        painter.drawText(text, Qt.AlignmentFlag.AlignHCenter,
-                         option.fontMetrics.elidedText(hit.record.name, Qt.TextElideMode.ElideMiddle, text.width()))
-        font.setPointSizeF(font.pointSizeF() * 0.85)
-        painter.setFont(font)
-        painter.setPen(palette.placeholderText().color())
-        folder = os.path.basename(hit.record.folder) or hit.record.folder
-        below = text.translated(0, text.height() + 1)
-        painter.drawText(below, Qt.AlignmentFlag.AlignHCenter,
-                         painter.fontMetrics().elidedText(folder, Qt.TextElideMode.ElideMiddle, below.width()))
-        painter.restore()
-
-    @staticmethod
-    def _badge(painter: QPainter, image: QRect, score: float) -> None:
-        font = painter.font()
-        font.setBold(True)
-        font.setPointSizeF(font.pointSizeF() * 0.85)
-        painter.setFont(font)
-        label = f"{score:.2f}"
-        width = painter.fontMetrics().horizontalAdvance(label) + 12
-        badge = QRect(image.x() + 5, image.y() + 5, width, painter.fontMetrics().height() + 4)
-        # Green for close matches fading to slate grey for distant ones: the eye finds the good ones first.
-        t = max(0.0, min(1.0, (score - 0.5) / 0.5))
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(int(90 - 60 * t), int(100 + 50 * t), int(110 - 40 * t), 220))
-        painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
-        painter.setPen(QColor("white"))
-        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
-
-
 class ResultsView(QListView):
     """The grid. Double-click or Enter on a result asks to refine the search from it."""
 
     refine_requested = Signal(object)  # Hit
+    said = Signal(str)  # a short message for the status bar (a file action failed, paths were copied)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None):
         super().__init__(parent)
@@ -239,15 +173,35 @@ class ResultsView(QListView):
         self.customContextMenuRequested.connect(self._context_menu)
         self.doubleClicked.connect(self._refine)
         self.placeholder = ""
+        self.placeholder_action: QAction | None = None
+        self.placeholder_button = QPushButton(self.viewport())  # the empty grid's next step, e.g. Index Folder…
+        self.placeholder_button.clicked.connect(lambda: self.placeholder_action and self.placeholder_action.trigger())
+        self.placeholder_button.hide()
+        model.modelReset.connect(self._place_button)
 
     def results(self) -> ResultsModel:
         model = self.model()
         assert isinstance(model, ResultsModel)
         return model
 
-    def set_placeholder(self, text: str) -> None:
-        self.placeholder = text
+    def set_placeholder(self, text: str, action: QAction | None = None) -> None:
+        """What an empty grid says, and optionally a button for the next step."""
+        self.placeholder, self.placeholder_action = text, action
+        if action is not None:
+            self.placeholder_button.setText(action.text().replace("&", ""))
+        self._place_button()
         self.viewport().update()
+
+    def _place_button(self) -> None:
+        button = self.placeholder_button
+        button.setVisible(self.placeholder_action is not None and self.model().rowCount() == 0)
+        button.adjustSize()
+        area = self.viewport().rect()
+        button.move(area.center().x() - button.width() // 2, area.center().y() + 40)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_button()
 
     def selected_hits(self) -> list[Hit]:
         rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
@@ -272,6 +226,8 @@ class ResultsView(QListView):
             painter = QPainter(self.viewport())
             painter.setPen(self.palette().placeholderText().color())
             area = self.viewport().rect().adjusted(40, 40, -40, -40)
+            if self.placeholder_action is not None:
+                area.setBottom(area.center().y() + 30)  # the text above the button
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
 
     def _refine(self, index: AnyIndex) -> None:
@@ -293,14 +249,31 @@ class ResultsView(QListView):
         paths = [h.record.path for h in self.selected_hits()] or [hit.record.path]
 
         def open_all() -> None:
-            for path in paths:
-                files.open_file(path)
+            self.open_files(paths)
+
+        def reveal() -> None:
+            if not files.reveal(hit.record.path):
+                self.said.emit(f"No file manager could show {hit.record.path}.")
+
+        def copy() -> None:
+            files.copy_paths(paths)
+            self.said.emit(f"Copied {plural(len(paths), 'path')}.")
 
         menu = QMenu(self)
         menu.addAction("Find Similar", lambda: self.refine_requested.emit(hit))
         menu.addSeparator()
-        menu.addAction("Open", open_all)
-        menu.addAction("Reveal in Folder", lambda: files.reveal(hit.record.path))
-        menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths",
-                       lambda: files.copy_paths(paths))
+        menu.addAction("Open" if len(paths) <= OPEN_WITHOUT_ASKING else f"Open {len(paths)} Files…", open_all)
+        menu.addAction("Reveal in Folder", reveal)
+        menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths", copy)
         return menu
+
+    def open_files(self, paths: list[str]) -> None:
+        """Open each file with its default app, asking first for more than a handful; says which failed."""
+        if len(paths) > OPEN_WITHOUT_ASKING and QMessageBox.question(
+                self, "Open Files", f"Open {len(paths)} files, each in its own window?") != \
+                QMessageBox.StandardButton.Yes:
+            return
+        failed = [p for p in paths if not files.open_file(p)]
+        if failed:
+            self.said.emit(f"No app could open {failed[0]}" + (f" and {len(failed) - 1} more." if len(failed) > 1
+                                                              else "."))

@@ -1,9 +1,9 @@
-"""The row above the grid: how many results, the similarity range and the file/folder name filter."""
+"""How many results, the similarity range and the file/folder name filter (placed by the window)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QToolButton, QWidget
 
 from core.store import SearchFilter
 
@@ -25,7 +25,12 @@ class SearchControls(QWidget):
         self.text_filter = QLineEdit()
         self.text_filter.setPlaceholderText("Filter by file or folder name")
         self.text_filter.setClearButtonEnabled(True)
-        self.text_filter.setMinimumWidth(220)
+        self.text_filter.setMinimumWidth(120)
+        self.clear_button = QToolButton()  # shown while a filter is active: filters carry over to new queries
+        self.clear_button.setText("Clear filters")
+        self.clear_button.setToolTip("Show every result again (similarity 0 to 1, no name filter)")
+        self.clear_button.clicked.connect(self.clear)
+        self.clear_button.hide()
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -45,12 +50,30 @@ class SearchControls(QWidget):
         layout.addWidget(QLabel("to"))
         layout.addWidget(self.max_score)
         layout.addStretch(1)
-        layout.addWidget(self.text_filter)
+        layout.addWidget(self.clear_button)
+        # The name filter is placed by the window (beside the result count): one row of all of them would
+        # keep the window from fitting half of a 1,280 px screen.
+        for box in (self.k, self.min_score, self.max_score, self.text_filter):
+            (box.textChanged if box is self.text_filter else box.valueChanged).connect(self._show_active)
 
     def search_filter(self) -> SearchFilter:
         low, high = self.min_score.value(), self.max_score.value()
         return SearchFilter(min_score=low if low > 0.0 else None, max_score=high if high < 1.0 else None,
                             text=self.text_filter.text().strip() or None)
+
+    def active(self) -> bool:
+        """A filter or similarity limit narrows the results."""
+        f = self.search_filter()
+        return f.min_score is not None or f.max_score is not None or f.text is not None
+
+    def clear(self) -> None:
+        """Drop every filter and limit (one search follows, once the values settle)."""
+        self.min_score.setValue(0.0)
+        self.max_score.setValue(1.0)
+        self.text_filter.clear()
+
+    def _show_active(self) -> None:
+        self.clear_button.setVisible(self.active())
 
     def settle(self) -> None:
         """A search is starting with the current values: the pending `changed` is no longer needed."""

@@ -6,6 +6,7 @@ import os
 from collections.abc import Collection
 
 import shiboken6
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,6 +34,11 @@ BACKEND_LABELS = {"embedded": "On this computer (embedded)", "elasticsearch": "E
 DESCRIPTOR_LABELS = {"gem": "GeM-pooled conv features, 512-d (recommended)",
                      "fc1": "fc1 layer, 4096-d (as the original project)"}
 SPECIAL_WEIGHTS = ("imagenet", "random")
+FIELD_NAMES = {"backend": "where the index is", "data_dir": "index folder", "weights": "model weights",
+               "es_url": "Elasticsearch URL", "es_index": "index name", "es_api_key": "API key",
+               "es_username": "user name", "es_password": "password", "descriptor": "descriptor",
+               "api_port": "HTTP API port"}
+LOCKED_TIP = "They were given when Image Search was started; start it without them to change them here."
 
 
 def probe_store(settings: Settings) -> str:
@@ -59,7 +65,7 @@ class SettingsDialog(QDialog):
             self.backend.addItem(label, key)
         self.backend.setCurrentIndex(self.backend.findData(s.backend))
         self.data_dir = QLineEdit(s.data_dir)
-        browse_data = QPushButton("Browse…")
+        browse_data = self.browse_data = QPushButton("Browse…")
         browse_data.clicked.connect(self._choose_data_dir)
         embedded = QWidget()
         embedded_form = QFormLayout(embedded)
@@ -103,9 +109,9 @@ class SettingsDialog(QDialog):
         self.weights = QLineEdit(s.weights)
         self.weights.setPlaceholderText("imagenet")
         self.weights.setToolTip("'imagenet' (the Keras download or a bundled copy) or the path of a VGG16 .h5 file")
-        browse_weights = QPushButton("Browse…")
+        browse_weights = self.browse_weights = QPushButton("Browse…")
         browse_weights.clicked.connect(self._choose_weights)
-        imagenet = QPushButton("ImageNet")
+        imagenet = self.imagenet_button = QPushButton("ImageNet")
         imagenet.setToolTip("Use the standard ImageNet weights")
         imagenet.clicked.connect(lambda: self.weights.setText("imagenet"))
         self.descriptor = QComboBox()
@@ -149,6 +155,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self._backend_changed()
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setFocus()  # no key lands on a field unasked
 
     def choices(self) -> Choices:
         """What the dialog shows now."""
@@ -200,15 +207,23 @@ class SettingsDialog(QDialog):
             self.weights.setText(path)
 
     def _lock(self, locked: Collection[str]) -> QLabel:
-        """Settings fixed for this launch by flags or environment variables are shown but cannot be edited."""
-        fields = {"backend": self.backend, "data_dir": self.data_dir, "weights": self.weights, "es_url": self.es_url,
-                  "es_index": self.es_index, "es_api_key": self.es_api_key, "es_username": self.es_username,
-                  "es_password": self.es_password, "descriptor": self.descriptor}
-        names = sorted(k for k in locked if k in fields)
+        """Settings fixed for this launch (command-line options or environment variables) are shown read-only,
+        their buttons off and out of the tab order, so no key or click can change them (issue 14)."""
+        fields = {"backend": (self.backend,), "data_dir": (self.data_dir, self.browse_data),
+                  "weights": (self.weights, self.browse_weights, self.imagenet_button), "es_url": (self.es_url,),
+                  "es_index": (self.es_index,), "es_api_key": (self.es_api_key,),
+                  "es_username": (self.es_username,), "es_password": (self.es_password,),
+                  "descriptor": (self.descriptor,), "api_port": (self.api_port,)}
+        names = [k for k in fields if k in locked]
         for name in names:
-            fields[name].setEnabled(False)
-            fields[name].setToolTip("Set for this launch by a command-line option or IMAGE_SEARCH_ variable")
-        label = QLabel("Fixed for this launch by the command line or environment: " + ", ".join(names))
+            for widget in fields[name]:
+                if isinstance(widget, QLineEdit):
+                    widget.setReadOnly(True)
+                widget.setEnabled(False)
+                widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+                widget.setToolTip(LOCKED_TIP)
+        self.locked_fields = frozenset(names)
+        label = QLabel("Fixed for this launch: " + ", ".join(FIELD_NAMES[n] for n in names) + ". " + LOCKED_TIP)
         label.setObjectName("note")
         label.setWordWrap(True)
         label.setVisible(bool(names))

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
+
+from core.assets import resources_path
 
 MIN_POINT_SIZE = 10  # offscreen and bare X servers default to 9 pt, small for thumbnails' captions
 
 
-def resources_dir() -> Path:
-    """resources/desktop of the source tree, or of a frozen app's bundle (PyInstaller's _MEIPASS)."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    root = Path(bundle) if bundle else Path(__file__).resolve().parent.parent
-    return root / "resources" / "desktop"
-
-
 def icon(name: str) -> QIcon:
-    path = resources_dir() / "icons" / f"{name}.svg"
+    path = resources_path("desktop", "icons", f"{name}.svg")
     return QIcon(str(path)) if path.is_file() else QIcon()
 
 
@@ -46,7 +38,7 @@ def apply_style(app: QApplication) -> None:
     if font.pointSizeF() < MIN_POINT_SIZE:
         font.setPointSizeF(MIN_POINT_SIZE)
         app.setFont(font)
-    sheet = resources_dir() / "style.qss"
+    sheet = resources_path("desktop", "style.qss")
     if sheet.is_file():
         app.setStyleSheet(sheet.read_text(encoding="utf-8"))
     app.setWindowIcon(icon("app"))

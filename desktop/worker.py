@@ -25,6 +25,7 @@ from core.store import open_store
 
 log = logging.getLogger(__name__)
 
+WORKER_NICE = 5  # workers and the job queue's thread run below the GUI thread's CPU priority
 Done = Callable[[Any], None]
 Failed = Callable[[Exception], None]
 

@@ -525,7 +525,7 @@ class BlockingIndex:
     def __init__(self):
         self.started = threading.Event()
 
-    def __call__(self, roots, progress=None, cancel=None) -> IndexReport:
+    def __call__(self, roots, progress=None, cancel=None, prune_missing=False) -> IndexReport:
         progress(IndexProgress(1, 10, "/x/one.jpg", 9.0))
         self.started.set()
         assert cancel.wait(10), "never cancelled"
@@ -551,7 +551,7 @@ def test_cancel_running_and_queued_jobs(engine, monkeypatch, tmp_path):
 
 
 def test_failed_job_reports_why(engine, monkeypatch, tmp_path):
-    def broken(roots, progress=None, cancel=None):
+    def broken(roots, progress=None, cancel=None, prune_missing=False):
         raise StoreError("the index is read-only")
 
     monkeypatch.setattr(engine, "index", broken)

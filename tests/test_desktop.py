@@ -70,7 +70,7 @@ def make_window(qtbot, tmp_path, prefs, shared_extractor):
     yield make
     for window in windows:
         window.close()
-        assert not window.searcher.running and not window.indexer.running
+        assert not window.searcher.running and window.jobs.queue is None
 
 
 @pytest.fixture
@@ -153,11 +153,11 @@ def test_double_click_refines_and_back_forward_walk_the_chain(qtbot, window, pho
     assert window.breadcrumb.labels() == ["coffee.jpg", target.name]
     assert window.pane.caption.text() == target.name
     with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
-        window.act_back.trigger()
+        window.act.back.trigger()
     assert names(window) == first and window.pane.caption.text() == "coffee.jpg"
-    assert window.act_forward.isEnabled() and not window.act_back.isEnabled()
+    assert window.act.forward.isEnabled() and not window.act.back.isEnabled()
     with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
-        window.act_forward.trigger()
+        window.act.forward.trigger()
     assert names(window)[0] == target.name
     with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
         window.breadcrumb.buttons[0].click()
@@ -224,7 +224,7 @@ def test_context_menu_copy_open_and_drag_out(qtbot, window, photo_dir, monkeypat
 def test_paste_an_image_and_a_file_path(qtbot, window, photo_dir):
     QGuiApplication.clipboard().setImage(QImage(str(photo_dir / "chelsea.jpg")))
     with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
-        window.act_paste.trigger()
+        window.act.paste.trigger()
     assert names(window)[0] == "chelsea.jpg" and window.model.hits()[0].score > 0.99
     assert window.pane.caption.text() == "pasted image"
     QGuiApplication.clipboard().setText(str(photo_dir / "rocket.jpg"))
@@ -265,12 +265,12 @@ def test_find_duplicates_groups_copies(qtbot, make_window, tmp_path, photo_dir, 
     window = make_window()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
-        window.act_index.trigger()
-    window.act_duplicates.trigger()
+        window.act.index.trigger()
+    window.act.duplicates.trigger()
     dialog = window.duplicates_dialog
     dialog.threshold.setValue(0.999)
-    with qtbot.waitSignal(window.searcher.idle, timeout=WAIT_MS):
-        dialog.find()
+    dialog.find()
+    qtbot.waitUntil(lambda: bool(dialog.groups()), timeout=WAIT_MS)
     assert dialog.groups() == [[str(folder / "coffee copy.jpg"), str(folder / "coffee.jpg")]]
     dialog.tree.setCurrentItem(dialog.tree.topLevelItem(0).child(0))
     with qtbot.waitSignal(window.results_shown, timeout=WAIT_MS):
@@ -319,19 +319,22 @@ def test_index_folder_from_the_menu_reports_progress_count_and_skipped(qtbot, ma
     index_action = next(a for a in file_menu.actions() if a.text() == "&Index Folder…")
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as finished:
         index_action.trigger()
-        assert window.index_status.isVisible() and not window.act_index.isEnabled()
-    report = finished.args[0]
-    assert report.indexed == 6 and len(report.skipped) == 2
-    assert progress[-1].done == progress[-1].total == 8
-    assert window.index_status.bar.value() == window.index_status.bar.maximum()
-    assert not window.index_status.isVisible() and window.act_index.isEnabled()
+        assert window.job_status.isVisible() and not window.act.index.isEnabled()
+    report = finished.args[0]["report"]
+    assert report["indexed"] == 6 and len(report["skipped"]) == 2
+    assert progress[-1]["done"] == progress[-1]["total"] == 8
+    assert window.job_status.bar.value() == window.job_status.bar.maximum()
+    # What the run did stays in the status bar until dismissed (issue 14, major 2).
+    assert window.job_status.isVisible() and not window.job_status.bar.isVisible()
+    assert window.job_status.label.text() == "Indexing finished: 6 indexed, 0 unchanged, 2 skipped, 0 removed"
+    assert window.act.index.isEnabled()
     qtbot.waitUntil(lambda: window.status_index.text() == "Embedded index · 6 images", timeout=WAIT_MS)
-    assert sorted(Path(p).name for p, _ in window.report_dialog.skipped_rows()) == ["broken.jpg", "empty.png"]
-    assert dict((Path(p).name, r) for p, r in window.report_dialog.skipped_rows())["empty.png"] == "empty file"
+    assert sorted(Path(p).name for p, _ in window.jobs.report_dialog.skipped_rows()) == ["broken.jpg", "empty.png"]
+    assert dict((Path(p).name, r) for p, r in window.jobs.report_dialog.skipped_rows())["empty.png"] == "empty file"
     assert prefs.roots == [str(folder)]
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as rescan:
-        window.act_rescan.trigger()  # F5: nothing new
-    assert rescan.args[0].indexed == 0 and rescan.args[0].unchanged == 6
+        window.act.rescan.trigger()  # F5: nothing new
+    assert rescan.args[0]["report"]["indexed"] == 0 and rescan.args[0]["report"]["unchanged"] == 6
 
 
 def test_cancel_stops_within_one_batch_and_keeps_what_was_indexed(qtbot, make_window, tmp_path, photo_dir):
@@ -341,19 +344,19 @@ def test_cancel_stops_within_one_batch_and_keeps_what_was_indexed(qtbot, make_wi
     seen = []
 
     def on_progress(p) -> None:
-        seen.append(p.done)
+        seen.append(p["done"])
         if len(seen) == 1:
-            window.index_status.cancel_button.click()
+            window.job_status.cancel_button.click()
 
     window.index_progressed.connect(on_progress)
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as finished:
         window.start_index([str(folder)])
-    report = finished.args[0]
-    assert report.cancelled
+    report = finished.args[0]["report"]
+    assert finished.args[0]["state"] == "cancelled" and report["cancelled"]
     # Work already decoded when Cancel was pressed is finished (one batch at most), nothing after it.
-    assert report.indexed + len(report.skipped) <= seen[0] + batch
-    assert 0 < report.indexed < 30
-    assert window.engine.store.count() == report.indexed
+    assert report["indexed"] + len(report["skipped"]) <= seen[0] + batch
+    assert 0 < report["indexed"] < 30
+    assert window.engine.store.count() == report["indexed"]
 
 
 def test_gui_never_stalls_while_indexing_and_searches_run_between_batches(qtbot, make_window, tmp_path,
@@ -367,7 +370,7 @@ def test_gui_never_stalls_while_indexing_and_searches_run_between_batches(qtbot,
     window.results_shown.connect(lambda _n: searched_while_indexing.append(window.indexing))
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
         window.start_index([str(folder)])
-        qtbot.waitUntil(lambda: window.index_status.bar.value() >= 4, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: window.job_status.bar.value() >= 4, timeout=WAIT_MS)
         drop(window.pane, file_mime(photo_dir / "coffee.jpg"))
         qtbot.waitUntil(lambda: bool(searched_while_indexing), timeout=WAIT_MS)
     largest_stall_s = stalls.stop()
@@ -382,10 +385,10 @@ def test_quit_during_indexing_stops_cleanly(qtbot, make_window, tmp_path, photo_
     with qtbot.waitSignal(window.index_progressed, timeout=WAIT_MS):
         window.start_index([str(folder)])
     started = time.monotonic()
-    window.act_quit.trigger()
+    window.act.quit.trigger()
     assert time.monotonic() - started < 30
     assert not window.isVisible() and window.engine is None
-    assert not window.indexer.running and not window.searcher.running
+    assert window.jobs.queue is None and not window.searcher.running
     engine = Engine(Settings(data_dir=data_dir, weights="random"))
     try:
         assert 0 < engine.store.count() < 30  # committed batches stay
@@ -398,19 +401,19 @@ def test_remove_folder_forgets_its_images(qtbot, make_window, tmp_path, photo_di
     window = make_window()
     prefs.add_root(str(folder))
     with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
-        window.rescan()
+        window.act.rescan.trigger()
     qtbot.waitUntil(lambda: window.status_index.text() == "Embedded index · 6 images", timeout=WAIT_MS)
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (str(folder), True))
-    window.act_remove.trigger()
+    window.act.remove.trigger()
     qtbot.waitUntil(lambda: window.status_index.text() == "Embedded index · 0 images", timeout=WAIT_MS)
     assert prefs.roots == []
 
 
 def test_keyboard_shortcuts(window):
     shortcuts = {a.shortcut().toString(): a for a in window.actions()}
-    for keys, action in [("Ctrl+O", window.act_open), ("Ctrl+V", window.act_paste), ("Alt+Left", window.act_back),
-                         ("Alt+Right", window.act_forward), ("Ctrl+I", window.act_index), ("Ctrl+Q", window.act_quit),
-                         ("F5", window.act_rescan), ("Ctrl+,", window.act_settings)]:
+    for keys, action in [("Ctrl+O", window.act.open), ("Ctrl+V", window.act.paste), ("Alt+Left", window.act.back),
+                         ("Alt+Right", window.act.forward), ("Ctrl+I", window.act.index), ("Ctrl+Q", window.act.quit),
+                         ("F5", window.act.rescan), ("Ctrl+,", window.act.settings)]:
         assert shortcuts[keys] is action, keys
 
 
@@ -419,7 +422,7 @@ def test_settings_persist_across_a_restart(qtbot, make_window, tmp_path, indexed
     data = tmp_path / "data"
     shutil.copytree(indexed_data, data)
     window = make_window(data)
-    window.act_settings.trigger()
+    window.act.settings.trigger()
     dialog = window.settings_dialog
     assert isinstance(dialog, SettingsDialog) and dialog.isVisible()
     dialog.descriptor.setCurrentIndex(dialog.descriptor.findData("fc1"))
@@ -461,7 +464,7 @@ def test_settings_test_connection_reports_the_count(qtbot, window):
 
 
 def test_unreachable_elasticsearch_shows_status_and_retry(qtbot, make_window, monkeypatch, photo_dir):
-    import desktop.main_window as main_window
+    import desktop.session as session
 
     window = make_window(wait=False, backend="elasticsearch", es_url="http://127.0.0.1:1", es_timeout_s=1.0)
     qtbot.waitUntil(window.status_error.isVisible, timeout=WAIT_MS)
@@ -473,8 +476,8 @@ def test_unreachable_elasticsearch_shows_status_and_retry(qtbot, make_window, mo
         window.retry_button.click()  # still away: the same message comes back, the window stays usable
     assert window.status_error.isVisible() and window.retry_button.isVisible()
 
-    real_open = main_window.open_engine  # the server is back (an embedded index stands in for it)
-    monkeypatch.setattr(main_window, "open_engine",
+    real_open = session.open_engine  # the server is back (an embedded index stands in for it)
+    monkeypatch.setattr(session, "open_engine",
                         lambda settings, *args: real_open(settings.replace(backend="embedded"), *args))
     with qtbot.waitSignal(window.engine_ready, timeout=WAIT_MS):
         window.retry_button.click()
@@ -483,8 +486,8 @@ def test_unreachable_elasticsearch_shows_status_and_retry(qtbot, make_window, mo
 
 def test_missing_weights_file_explains_how_to_fix(qtbot, make_window):
     window = make_window(wait=False, weights="/nowhere/vgg16_weights.h5")
-    qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=WAIT_MS)
-    box = window.error_box
+    qtbot.waitUntil(lambda: window.errors.box is not None and window.errors.box.isVisible(), timeout=WAIT_MS)
+    box = window.errors.box
     assert box.windowTitle() == "VGG16 weights needed"
     assert "/nowhere/vgg16_weights.h5" in box.text() and "Settings" in box.informativeText()
     assert {b.text() for b in box.buttons()} >= {"Choose Weights File…", "Settings…"}
@@ -496,9 +499,9 @@ def test_index_of_another_model_explains_the_mismatch(qtbot, make_window, tmp_pa
     weights = tmp_path / "other.h5"
     weights.write_bytes(b"weights of some other model")
     window = make_window(data, wait=False, weights=str(weights))
-    qtbot.waitUntil(lambda: window.error_box is not None and window.error_box.isVisible(), timeout=WAIT_MS)
-    assert window.error_box.windowTitle() == "The index was built with another model"
-    assert "random-0" in window.error_box.text()
+    qtbot.waitUntil(lambda: window.errors.box is not None and window.errors.box.isVisible(), timeout=WAIT_MS)
+    assert window.errors.box.windowTitle() == "The index was built with another model"
+    assert "random-0" in window.errors.box.text()
 
 
 def test_the_embedded_api_starts_and_stops_with_the_window(qtbot, make_window, indexed_data):
@@ -507,8 +510,8 @@ def test_the_embedded_api_starts_and_stops_with_the_window(qtbot, make_window, i
     import urllib.request
 
     window = make_window(indexed_data, serve_api=True)
-    qtbot.waitUntil(lambda: window.api is not None, timeout=WAIT_MS)
-    url = window.api.url
+    qtbot.waitUntil(lambda: window.session.api is not None, timeout=WAIT_MS)
+    url = window.session.api.url
     assert url.startswith("http://127.0.0.1:") and url in window.status_api.text()
     with urllib.request.urlopen(f"{url}/api/health", timeout=10) as response:
         health = json.load(response)

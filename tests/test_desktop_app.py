@@ -29,7 +29,7 @@ from PySide6.QtGui import QImage  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.engine import Engine  # noqa: E402
 from core.images import ImageError  # noqa: E402
-from desktop.indexing import format_eta  # noqa: E402
+from desktop.index_widgets import format_eta  # noqa: E402
 from desktop.navigation import History  # noqa: E402
 from desktop.preferences import Choices, Preferences, locked_keys  # noqa: E402
 from desktop.query import fetch, load_source, source_from_mime  # noqa: E402

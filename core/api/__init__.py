@@ -9,13 +9,3 @@ token, Origin, CORS), parsing, shapes (the JSON of hits and records), routes.
 from core.api.app import create_app
 
 __all__ = ["create_app"]
-
-
-def __getattr__(name: str):
-    # Transitional: core/cli.py and desktop/main_window.py still import the server from here. Remove once
-    # they import from core.server (core.server imports this package, so it cannot be imported eagerly).
-    if name in ("ApiServer", "ServerStartError", "serve"):
-        import core.server
-
-        return getattr(core.server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from core.api.routes import api
 from core.api.security import add_response_headers, guard_request, is_loopback, parse_origins
 from core.assets import resources_path
 from core.config import Settings
-from core.jobs import JobRegistry
+from core.jobs import queue_for
 from core.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def create_app(engine: Engine, settings: Settings) -> Flask:
     app.extensions[EXTENSION] = ApiContext(
         engine=engine,
         settings=settings,
-        jobs=JobRegistry(engine.index),
+        jobs=queue_for(engine),
         thumbnails=ThumbnailCache(Path(settings.data_dir).expanduser() / "cache" / "thumbnails", THUMB_SIZE),
         upload_limit=upload_limit,
         token=settings.api_token.encode("utf-8") if settings.api_token else None,

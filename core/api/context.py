@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 from core.config import Settings
-from core.jobs import JobRegistry
+from core.jobs import JobQueue
 from core.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ class ApiContext:
 
     engine: Engine
     settings: Settings
-    jobs: JobRegistry
+    jobs: JobQueue
     thumbnails: ThumbnailCache
     upload_limit: int  # bytes of image data
     token: bytes | None

@@ -123,13 +123,16 @@ def start_index() -> tuple[Response, int, dict]:
     """Queue an index job for existing folders: 202 with the job's URL in Location."""
     if not request.is_json:
         raise UnsupportedMediaType('send JSON with Content-Type application/json: {"paths": ["/a/folder"]}')
-    paths = json_body().get("paths")
+    body = json_body()
+    paths, prune_missing = body.get("paths"), body.get("prune_missing", False)
+    if not isinstance(prune_missing, bool):
+        raise BadRequest("'prune_missing' must be true or false")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
         raise BadRequest("'paths' must be a non-empty list of folder paths")
     if len(paths) > MAX_INDEX_PATHS:
         raise BadRequest(f"at most {MAX_INDEX_PATHS} paths per job")
     folders = [existing_folder(p) for p in paths]
-    job = ctx().jobs.submit(folders)
+    job = ctx().jobs.submit_index(folders, prune_missing=prune_missing)
     status_url = url_for("api.job_status", job_id=job.id)
     return jsonify(job_id=job.id, state=job.state, status_url=status_url), 202, {"Location": status_url}
 
