@@ -39,6 +39,8 @@ def search_options() -> argparse.ArgumentParser:
     p.add_argument("--after", metavar="DATE", help="only photos taken on or after DATE (ISO 8601 date or date-time)")
     p.add_argument("--before", metavar="DATE", help="only photos taken on or before DATE (a date includes that day)")
     p.add_argument("--camera", metavar="WORDS", help="only photos from a camera whose name contains these words")
+    p.add_argument("--exact", action="store_true",
+                   help="score every indexed image instead of the search graph (embedded index only; slower)")
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
     return p
 
@@ -329,7 +331,7 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "d
 
 
 def search_filter(args) -> SearchFilter:
-    return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text)
+    return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text, exact=args.exact)
 
 
 def photo_filter(args) -> PhotoFilter:

@@ -63,8 +63,9 @@ def test_a_v1_index_is_migrated_once_losing_nothing(tmp_path, caplog):
     calls = []
     with caplog.at_level(logging.INFO, logger="core.store.embedded"):
         store = EmbeddedStore(tmp_path, progress=lambda done, total: calls.append((done, total)))
-    assert calls[-1] == (n, n) and len(calls) == 3 and [d for d, _ in calls] == sorted(d for d, _ in calls)
-    assert "from schema 1 to 2: 2500 images" in caplog.text
+    # Steps 1 -> 2 (pages of 1,000) and 2 -> 3 (pages of 10,000 vectors) each count up to n.
+    assert calls == [(1000, n), (2000, n), (n, n), (n, n)]
+    assert "from schema 1 to 2: 2500 images" in caplog.text and "from schema 2 to 3: 2500 images" in caplog.text
     assert store.identity == IDENTITY and store.count() == n
     record = store.get(f"{42:032x}")
     assert record == ImageRecord(f"{42:032x}", ("/photos/Zürich/img42.jpg",), 1042, 294, 0, 0, "hash42", 640, 480)
@@ -78,7 +79,7 @@ def test_a_v1_index_is_migrated_once_losing_nothing(tmp_path, caplog):
     db = sqlite3.connect(tmp_path / DB_NAME)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == \
-        {"meta", "images", "image_paths"}
+        {"meta", "images", "image_paths", "dead_slots"}
     db.close()
     calls.clear()
     EmbeddedStore(tmp_path, progress=lambda done, total: calls.append((done, total))).close()

@@ -104,10 +104,16 @@ def search_params(fields: Mapping, default_min_score: float | None = None) -> tu
         raise BadRequest("'text' must be a string")
     if text is not None and len(text) > MAX_TEXT:
         raise BadRequest(f"'text' must be at most {MAX_TEXT} characters")
+    exact = fields.get("exact", False)
+    if isinstance(exact, str) and exact.lower() in ("true", "false", "1", "0"):
+        exact = exact.lower() in ("true", "1")  # query strings and form fields carry text
+    if not isinstance(exact, bool):
+        raise BadRequest("'exact' must be true or false")
     return k, SearchFilter(
         min_score=float_field(fields, "min_score", -1.0, 1.0, default_min_score),
         max_score=float_field(fields, "max_score", -1.0, 1.0),
         text=(text or "").strip() or None,
+        exact=exact,
     )
 
 

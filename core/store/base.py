@@ -138,6 +138,9 @@ class SearchFilter:
     max_score: float | None = None
     text: str | None = None
     ids: frozenset[str] | None = field(default=None)  # only these images (None: any)
+    # Rank by scoring every stored vector instead of the ANN graph (the reference tests compare with).
+    # Embedded store only: Elasticsearch raises StoreError.
+    exact: bool = False
 
     def words(self) -> list[str]:
         return query_words(self.text)

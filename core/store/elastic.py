@@ -301,6 +301,9 @@ class ElasticStore:
     def knn_many(self, vectors: Vectors, k: int, filters: SearchFilter | None = None) -> list[list[Hit]]:
         """MSEARCH_BATCH kNN queries per `_msearch` request."""
         filters = filters or SearchFilter()
+        if filters.exact:
+            raise StoreError("exact search (--exact, exact=true) is available on the embedded index only; "
+                             "Elasticsearch searches its HNSW graph")
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim != 2:
             raise StoreError(f"expected query vectors of shape (m, dims), got {queries.shape}")

@@ -1,7 +1,11 @@
-"""The default index: one SQLite file (records, raw path bytes, vectors) and an in-memory matrix for exact search.
+"""The default index: SQLite (records, raw path bytes, text) beside a memory-mapped vector file and an HNSW graph.
 
-SQLite gives durability and crash safety (each write is one transaction, WAL journal); the matrix is a
-cache rebuilt from it, so search is one NumPy matrix product: ~100k x 512 in milliseconds.
+SQLite gives durability and crash safety (each write is one transaction, WAL journal). Vectors live in an
+append-only file of float32 rows (core/store/vector_file.py), fsynced before the SQLite commit that
+references them; each image's row is its `slot`. Search goes through a usearch HNSW graph over the rows
+with an exact float re-rank (core/store/ann.py), or an exact scan (`exact=True`); so opening maps files
+instead of loading a matrix, and a search at 1M images takes milliseconds (bench/embedded_index.py).
+Slots of replaced and deleted vectors are listed in `dead_slots` until `finish` compacts the file.
 
 Paths are stored as their raw bytes (`os.fsencode`) in a BLOB column: a name that is not valid UTF-8 is a
 str with lone surrogates in Python, which SQLite's TEXT cannot hold. BLOBs compare with memcmp, so a
@@ -9,7 +13,8 @@ range on the path index finds the files under a folder exactly.
 
 Schema versions live in `PRAGMA user_version` with a migration ladder (as rclip does): an index written
 by an older version is migrated once, in one transaction, when it is opened; one from a newer version is
-refused. Version 1 (user_version 0) is the layout before image ids were separated from paths.
+refused. Version 1 (user_version 0) is the layout before image ids were separated from paths; version 2
+kept each vector as a BLOB in `images` and a words list as JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.store.ann import VectorSearch, remove_quietly, saved_graphs
 from core.store.base import (
     Hit,
     IdentityMismatch,
@@ -35,31 +41,53 @@ from core.store.base import (
     cosine_clip,
     validate,
 )
+from core.store.vector_file import VectorFile, compact, vector_path
+from core.store.word_index import SEP, WordIndex
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite3"
-SCHEMA = 2  # the layout this code writes; PRAGMA user_version
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+SCHEMA = 3  # the layout this code writes; PRAGMA user_version
+# `words`: the folded fields (ImageRecord.folded_fields) joined by NUL (core/store/word_index.py).
+# `slot`: the image's row in the vector file; meta `vector_rows` is how many rows are committed and
+# `vector_generation` which file holds them (vector_file.vector_path).
+IMAGES_SQL = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, hash TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
-    words TEXT NOT NULL, vector BLOB NOT NULL
-);
+    words TEXT NOT NULL, slot INTEGER NOT NULL UNIQUE
+)"""
+SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{IMAGES_SQL};
 CREATE INDEX IF NOT EXISTS images_hash ON images (hash);
 CREATE TABLE IF NOT EXISTS image_paths (
     path BLOB PRIMARY KEY, image_id TEXT NOT NULL REFERENCES images (id), position INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS image_paths_image ON image_paths (image_id, position);
+CREATE TABLE IF NOT EXISTS dead_slots (slot INTEGER PRIMARY KEY);
 """
+# Version 2's images table, which the 1 -> 2 step writes and the 2 -> 3 step converts.
+IMAGES_V2_SQL = """
+CREATE TABLE images (
+    id TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, hash TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    words TEXT NOT NULL, vector BLOB NOT NULL
+)"""
 RECORD_COLUMNS = "id, size, mtime_ns, ctime_ns, inode, hash, width, height"
 CHUNK = 500  # ids per `IN (...)`: SQLite's default limit on host parameters was 999 before 3.32
 PAGE = 1000  # records per page when streaming
 MIGRATION_LOG_EVERY = 10_000
-# knn_many scores a block of queries against the whole matrix at once: at most this many float32
-# scores (16 MB) per block, so memory stays flat however many queries come in.
+# An exact knn_many scores a block of queries against the whole matrix at once: at most this many
+# float32 scores (16 MB) per block, so memory stays flat however many queries come in.
 SCORE_BLOCK = 1 << 22
+MIGRATION_VECTOR_BATCH = 10_000  # vectors per append (and fsync) when moving them out of SQLite
+# finish() compacts the vector file when this share of its rows is dead (and at least COMPACT_MIN_DEAD).
+COMPACT_DEAD_SHARE = 0.25
+COMPACT_MIN_DEAD = 10_000
+# finish() adds rows to the graph once this many are outside it (an exact scan of them is ~2 ms).
+GRAPH_TAIL_ROWS = 20_000
+WORDS_REBUILD = 50_000  # changed texts kept beside the word index before it is read again
 
 Progress = Callable[[int, int], None]  # (done, total) images of a migration
 
@@ -85,13 +113,17 @@ class EmbeddedStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the index in {self.data_dir}: {exc}") from exc
+        self._vectors: VectorFile | None = None  # mapped once the identity (dimensions) is known
+        self._search: VectorSearch | None = None
+        self._generation = -1
+        self._live = np.zeros(0, bool)  # per slot: referenced by an image
+        self._words: WordIndex | None = None  # loaded by the first text filter
+        self._data_version: int | None = None  # of the loaded state; None = not loaded
         try:
             self._open_schema(progress)
         except StoreError:
             self._db.close()
             raise
-        self._cache = VectorCache()
-        self._data_version: int | None = None  # of the loaded cache; None = not loaded
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -109,21 +141,34 @@ class EmbeddedStore:
             current = ModelIdentity.from_dict(json.loads(row[0]))
             if current != identity:
                 raise IdentityMismatch(mismatch_message(current, identity, self.location()))
+        self._data_version = None  # map the vector file now that its dimensions are known
 
     # -- writes -----------------------------------------------------------------------------------
     def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
+        """The vectors are appended to the vector file and fsynced before the transaction commits."""
         with self._lock:
             vectors = validate(records, vectors, self._dims())
-            self._refresh_cache()
             with self._transaction("write to the index"):
+                self._refresh_cache()  # inside the write lock: the committed rows and generation now
+                rows = len(self._live)
+                dead = self._slots_of([r.id for r in records])
                 self._db.executemany("DELETE FROM image_paths WHERE image_id = ?", [(r.id,) for r in records])
                 released = self._release_paths(records)
+                try:
+                    slots = self._vectors.append(vectors, at=rows)
+                except OSError as exc:
+                    raise StoreError(f"cannot write the vectors of the index in {self.data_dir}: {exc}") from exc
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO images ({RECORD_COLUMNS}, words, vector) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    [(*_row(r), json.dumps(r.folded_fields()), v.tobytes()) for r, v in zip(records, vectors,
-                                                                                             strict=True)])
+                    f"INSERT OR REPLACE INTO images ({RECORD_COLUMNS}, words, slot) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [(*_row(r), _text(r.folded_fields()), slot) for r, slot in zip(records, slots, strict=True)])
                 self._insert_paths(records)
-            self._cache.put([r.id for r in records], [r.folded_fields() for r in records], vectors)
+                dead += [slot for slot, _ in released.values() if slot is not None]
+                self._db.executemany("INSERT OR IGNORE INTO dead_slots VALUES (?)", [(s,) for s in dead])
+                self._set_meta("vector_rows", rows + len(records))
+            self._grow(rows + len(records))
+            self._kill(dead)
+            for r, slot in zip(records, slots, strict=True):
+                self._set_words(slot, _text(r.folded_fields()))
             self._apply_released(released)
 
     def update(self, records: Sequence[ImageRecord]) -> None:
@@ -138,10 +183,14 @@ class EmbeddedStore:
                 self._db.executemany(
                     "UPDATE images SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, hash = ?, width = ?, "
                     "height = ?, words = ? WHERE id = ?",
-                    [(*_row(r)[1:], json.dumps(r.folded_fields()), r.id) for r in records])
+                    [(*_row(r)[1:], _text(r.folded_fields()), r.id) for r in records])
                 self._insert_paths(records)
+                slots = dict(zip([r.id for r in records], self._slots_of([r.id for r in records]), strict=True))
+                dead = [slot for slot, words in released.values() if words is None and slot is not None]
+                self._db.executemany("INSERT OR IGNORE INTO dead_slots VALUES (?)", [(s,) for s in dead])
+            self._kill(dead)
             for r in records:
-                self._cache.set_words(r.id, r.folded_fields())
+                self._set_words(slots[r.id], _text(r.folded_fields()))
             self._apply_released(released)
 
     def delete(self, ids: Iterable[str]) -> None:
@@ -150,13 +199,43 @@ class EmbeddedStore:
             self._dims()
             self._refresh_cache()
             with self._transaction("delete from the index"):
+                dead = self._slots_of(ids)
                 self._db.executemany("DELETE FROM image_paths WHERE image_id = ?", [(i,) for i in ids])
                 self._db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
-            self._cache.remove(ids)
+                self._db.executemany("INSERT OR IGNORE INTO dead_slots VALUES (?)", [(s,) for s in dead])
+            self._kill(dead)
 
     def finish(self) -> None:
-        with self._lock, self._reading():
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Checkpoint the journal; compact the vector file when a quarter of it is dead; add the rows
+        outside the graph to it when they are many (minutes at a million rows: it runs at the end of an
+        indexing run, and searches stay correct meanwhile)."""
+        with self._lock:
+            with self._reading():
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._refresh_cache()
+            if self._vectors is None:
+                return
+            rows, dead = len(self._live), len(self._live) - int(self._live.sum())
+            if dead >= max(COMPACT_MIN_DEAD, COMPACT_DEAD_SHARE * rows):
+                self._compact()
+            self.build_graph()
+
+    def build_graph(self, progress: Progress | None = None) -> None:
+        """Add the rows outside the HNSW graph to it when they are `GRAPH_TAIL_ROWS` or more (or build
+        it), save it beside the vector file and tell other processes (a meta write). `progress(done,
+        total)` counts vectors added."""
+        with self._lock:
+            self._refresh_cache()
+            if self._search is None or len(self._live) - self._search.covered < GRAPH_TAIL_ROWS:
+                return
+            log.info("adding %d vectors to the search graph of %s", len(self._live) - self._search.covered,
+                     self.data_dir)
+            try:
+                self._search.extend(self._live, progress)
+            except (OSError, RuntimeError) as exc:
+                raise StoreError(f"cannot save the search graph in {self.data_dir}: {exc}") from exc
+            with self._transaction("record the search graph"):
+                self._set_meta("graph_rows", self._search.covered)
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, image_id: str) -> ImageRecord | None:
@@ -179,16 +258,19 @@ class EmbeddedStore:
         return [found[i] for i in ids]
 
     def vector(self, image_id: str) -> np.ndarray | None:
-        with self._lock, self._reading():
-            row = self._db.execute("SELECT vector FROM images WHERE id = ?", (image_id,)).fetchone()
-        return np.frombuffer(row[0], np.float32).copy() if row else None
+        return self.vectors([image_id]).get(image_id)
 
     def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
-        """From the in-memory matrix (the table's vectors, loaded once)."""
+        """Copies of the mapped rows."""
+        ids = list(dict.fromkeys(ids))
         with self._lock:
             self._refresh_cache()
-            cache = self._cache
-            return {i: cache.matrix[cache.row[i]].copy() for i in ids if i in cache.row}
+            with self._reading():
+                slots = self._slot_map(ids)
+            if self._vectors is None:
+                return {}
+            matrix = self._vectors.matrix
+            return {i: np.array(matrix[slots[i]]) for i in ids if i in slots and slots[i] < len(matrix)}
 
     def count(self) -> int:
         with self._lock, self._reading():
@@ -220,47 +302,32 @@ class EmbeddedStore:
             last = rows[-1][0]
 
     def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
+        """See `knn_many`."""
         return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters)[0]
 
     def knn_many(self, vectors: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[list[Hit]]:
-        """Exact: blocks of queries times the whole matrix (at most SCORE_BLOCK scores at a time)."""
+        """Through the HNSW graph with an exact float re-rank (recall@10 >= 0.99, bench/embedded_index.py),
+        or an exact scan with `filters.exact` (and always below ann.GRAPH_MIN_ROWS images or for a
+        selective filter). Scores are exact cosine similarities either way."""
         filters = filters or SearchFilter()
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim != 2:
             raise StoreError(f"expected query vectors of shape (m, dims), got {queries.shape}")
         with self._lock:
             self._refresh_cache()
-            cache = self._cache
-            if not cache.ids or k <= 0:
+            if self._search is None or not self._live.any() or k <= 0:
                 return [[] for _ in queries]
-            if queries.shape[1] != cache.matrix.shape[1]:
-                raise StoreError(f"query has {queries.shape[1]} dimensions; the index holds {cache.matrix.shape[1]}")
-            allowed = cache.rows_allowed(filters)
-            if not allowed.any():
-                return [[] for _ in queries]
-            k = min(k, len(cache.ids))
-            best: list[tuple[np.ndarray, np.ndarray]] = []  # per query: rows and scores, best first
-            step = max(1, SCORE_BLOCK // len(cache.ids))
-            for start in range(0, len(queries), step):
-                scores = queries[start : start + step] @ cache.matrix.T
-                # Filtered out: -inf, in place (no copies of the block), dropped after the top k.
-                if not allowed.all():
-                    scores[:, ~allowed] = -np.inf
-                if filters.min_score is not None:
-                    scores[scores < filters.min_score] = -np.inf
-                if filters.max_score is not None:
-                    scores[scores > filters.max_score] = -np.inf
-                top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-                    np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-                for row_scores, row_top in zip(scores, top, strict=True):
-                    order = row_top[np.argsort(-row_scores[row_top], kind="stable")]
-                    order = order[np.isfinite(row_scores[order])]
-                    best.append((order, row_scores[order]))
-            ids = [[cache.ids[n] for n in rows] for rows, _ in best]
+            if queries.shape[1] != self._vectors.dims:
+                raise StoreError(f"query has {queries.shape[1]} dimensions; the index holds {self._vectors.dims}")
+            mask = self._allowed(filters)
+            found = self._search.search(queries, k, mask, exact=filters.exact, min_score=filters.min_score,
+                                        max_score=filters.max_score, score_block=SCORE_BLOCK)
             with self._reading():
-                found = self._many(list(dict.fromkeys(i for row in ids for i in row)))
-        return [[Hit(found[i], cosine_clip(float(s))) for i, s in zip(row, scores, strict=True) if i in found]
-                for row, (_, scores) in zip(ids, best, strict=True)]
+                ids = self._ids_of_slots(list({int(s) for slots, _ in found for s in slots}))
+                records = self._many(list(ids.values()))
+        return [[Hit(records[ids[s]], cosine_clip(float(score))) for s, score in zip(slots.tolist(), scores,
+                                                                                     strict=True)
+                 if s in ids and ids[s] in records] for slots, scores in found]
 
     def location(self) -> str:
         return str(self.data_dir)
@@ -277,12 +344,17 @@ class EmbeddedStore:
                 return
         with self._lock, self._transaction("open the index"):
             version = self._schema_version()  # again: another process may have migrated meanwhile
+            migrated = 0 < version < SCHEMA
             if version == 0:
                 self._create_tables()
             while 0 < version < SCHEMA:
                 MIGRATIONS[version](self, progress)
                 version += 1
             self._db.execute(f"PRAGMA user_version = {SCHEMA}")
+        if migrated:
+            with self._lock, self._reading():
+                self._db.execute("VACUUM")  # give back the pages the vectors took (2 GB at 1M x 512)
+            self.build_graph(progress)
 
     def _schema_version(self) -> int:
         """The schema of the index file (0: none yet); StoreError when it is newer than this code."""
@@ -303,6 +375,7 @@ class EmbeddedStore:
         total = self._db.execute("SELECT count(*) FROM images").fetchone()[0]
         log.info("migrating the index in %s from schema 1 to 2: %d images", self.data_dir, total)
         self._db.execute("ALTER TABLE images RENAME TO images_v1")
+        self._db.execute(IMAGES_V2_SQL)
         self._create_tables()
         done = 0
         cursor = self._db.execute("SELECT id, path, size, mtime_ns, hash, width, height, vector FROM images_v1")
@@ -319,6 +392,40 @@ class EmbeddedStore:
             if done % MIGRATION_LOG_EVERY < PAGE or done == total:
                 log.info("migrated %d of %d images", done, total)
         self._db.execute("DROP TABLE images_v1")
+
+    def _migrate_2_to_3(self, progress: Progress | None) -> None:
+        """Version 2 kept each vector as a BLOB in `images` and words as JSON. The vectors move into the
+        vector file (appended in pages, fsynced before this transaction commits), each image gets its
+        row as `slot`, words become NUL-joined text. Ids, records and paths stay as they are."""
+        total = self._db.execute("SELECT count(*) FROM images").fetchone()[0]
+        log.info("migrating the index in %s from schema 2 to 3: %d images", self.data_dir, total)
+        # Legacy mode: the rename must not rewrite image_paths' reference to `images` (the new table).
+        self._db.execute("PRAGMA legacy_alter_table = ON")
+        self._db.execute("ALTER TABLE images RENAME TO images_v2")
+        self._db.execute("PRAGMA legacy_alter_table = OFF")
+        self._db.execute("DROP INDEX IF EXISTS images_hash")
+        self._create_tables()
+        identity = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        first = self._db.execute("SELECT length(vector) FROM images_v2 LIMIT 1").fetchone()
+        # Version 1 accepted writes before `initialize`: then the vectors' width gives the dimensions.
+        dims = ModelIdentity.from_dict(json.loads(identity[0])).dims if identity else first[0] // 4 if first else 0
+        vectors = VectorFile(vector_path(self.data_dir, 0), dims, create=True) if dims else None
+        done, last = 0, -1
+        while rows := self._db.execute(f"SELECT rowid, {RECORD_COLUMNS}, words, vector FROM images_v2 WHERE rowid > ? "
+                                       f"ORDER BY rowid LIMIT {MIGRATION_VECTOR_BATCH}", (last,)).fetchall():
+            matrix = np.frombuffer(b"".join(row[-1] for row in rows), np.float32).reshape(len(rows), -1)
+            slots = vectors.append(matrix, at=done)
+            self._db.executemany(f"INSERT INTO images ({RECORD_COLUMNS}, words, slot) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                 [(*row[1:9], _text(json.loads(row[9])), slot) for row, slot in zip(rows, slots,
+                                                                                                    strict=True)])
+            done, last = done + len(rows), rows[-1][0]
+            if progress is not None:
+                progress(done, total)
+            if done % MIGRATION_LOG_EVERY < MIGRATION_VECTOR_BATCH or done == total:
+                log.info("moved %d of %d vectors", done, total)
+        self._db.execute("DROP TABLE images_v2")
+        self._set_meta("vector_generation", 0)
+        self._set_meta("vector_rows", done)
 
     def _create_tables(self) -> None:
         # Statement by statement: executescript() would COMMIT the open transaction first.
@@ -366,10 +473,11 @@ class EmbeddedStore:
             found += [row[0] for row in self._db.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk)]
         return found
 
-    def _release_paths(self, records: Sequence[ImageRecord]) -> dict[str, list[str] | None]:
+    def _release_paths(self, records: Sequence[ImageRecord]) -> dict[str, tuple[int | None, list[str] | None]]:
         """Take the records' paths away from any other image that holds them (a path names one image).
 
-        Returns those images' new folded fields, or None for an image left without a path (deleted).
+        Returns those images' slots and new folded fields, or None for an image left without a path
+        (deleted).
         """
         keys = [_key(p) for r in records for p in r.paths]
         owners: set[str] = set()
@@ -381,7 +489,8 @@ class EmbeddedStore:
         if not owners:
             return {}
         self._db.executemany("DELETE FROM image_paths WHERE path = ?", [(k,) for k in keys])
-        released: dict[str, list[str] | None] = {}
+        released: dict[str, tuple[int | None, list[str] | None]] = {}
+        slots = self._slot_map(list(owners))
         for image_id in owners:
             left = [os.fsdecode(row[0]) for row in self._db.execute(
                 "SELECT path FROM image_paths WHERE image_id = ? ORDER BY position", (image_id,))]
@@ -389,18 +498,104 @@ class EmbeddedStore:
                 self._db.executemany("UPDATE image_paths SET position = ? WHERE path = ?",
                                      [(n, _key(p)) for n, p in enumerate(left)])
                 words = ImageRecord(image_id, tuple(left), 0, 0, 0, 0, "", 0, 0).folded_fields()
-                self._db.execute("UPDATE images SET words = ? WHERE id = ?", (json.dumps(words), image_id))
-                released[image_id] = words
+                self._db.execute("UPDATE images SET words = ? WHERE id = ?", (_text(words), image_id))
+                released[image_id] = (slots.get(image_id), words)
             else:
                 self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-                released[image_id] = None
+                released[image_id] = (slots.get(image_id), None)
         return released
 
-    def _apply_released(self, released: dict[str, list[str] | None]) -> None:
-        self._cache.remove([i for i, words in released.items() if words is None])
-        for image_id, words in released.items():
-            if words is not None:
-                self._cache.set_words(image_id, words)
+    def _apply_released(self, released: dict[str, tuple[int | None, list[str] | None]]) -> None:
+        for slot, words in released.values():
+            if slot is not None and words is not None:
+                self._set_words(slot, _text(words))
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def _meta_int(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _slot_map(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT id, slot FROM images WHERE id IN ({marks})", chunk).fetchall())
+        return found
+
+    def _slots_of(self, ids: list[str]) -> list[int]:
+        return list(self._slot_map(ids).values())
+
+    def _ids_of_slots(self, slots: list[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for start in range(0, len(slots), CHUNK):
+            chunk = slots[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT slot, id FROM images WHERE slot IN ({marks})", chunk).fetchall())
+        return found
+
+    def _allowed(self, filters: SearchFilter) -> np.ndarray:
+        """A bool mask over slots: live, and passing the filter's id and text constraints."""
+        mask = self._live.copy()
+        if filters.ids is not None:
+            wanted = np.zeros(len(mask), bool)
+            with self._reading():
+                wanted[list(self._slot_map(list(filters.ids)).values())] = True
+            mask &= wanted
+        words = filters.words()
+        if words:
+            mask &= self._word_index().matching(words, len(mask))
+        return mask
+
+    def _word_index(self) -> WordIndex:
+        if self._words is None or self._words.changed > WORDS_REBUILD:
+            with self._reading():
+                rows = self._db.execute("SELECT slot, words FROM images").fetchall()
+            self._words = WordIndex(np.fromiter((r[0] for r in rows), np.int64, len(rows)), [r[1] for r in rows])
+        return self._words
+
+    def _set_words(self, slot: int, text: str) -> None:
+        if self._words is not None:
+            self._words.set(slot, text)
+
+    def _grow(self, rows: int) -> None:
+        """This process committed rows up to `rows`: map them and count them live."""
+        self._vectors.map(rows)
+        self._live = np.concatenate([self._live, np.ones(rows - len(self._live), bool)])
+
+    def _kill(self, slots: list[int]) -> None:
+        self._live[[s for s in slots if s < len(self._live)]] = False
+        for slot in slots:
+            self._set_words(slot, None)
+
+    def _compact(self) -> None:
+        """Write the live rows into the next generation's file and renumber the slots in one transaction;
+        then remove the old file and graphs (other processes keep their mappings of them on POSIX)."""
+        old_generation = self._generation
+        with self._transaction("compact the vector file"):
+            self._refresh_cache()
+            pairs = self._db.execute("SELECT id, slot FROM images ORDER BY slot").fetchall()
+            keep = np.fromiter((p[1] for p in pairs), np.int64, len(pairs))
+            generation = self._generation + 1
+            log.info("compacting the vectors of %s: %d live of %d rows", self.data_dir, len(keep), len(self._live))
+            try:
+                compact(self._vectors, keep, vector_path(self.data_dir, generation))
+            except OSError as exc:
+                raise StoreError(f"cannot compact the vectors of the index in {self.data_dir}: {exc}") from exc
+            # Ascending old slots onto 0..n-1: each new slot is free when its row is renumbered.
+            self._db.executemany("UPDATE images SET slot = ? WHERE id = ?",
+                                 [(n, image_id) for n, (image_id, _) in enumerate(pairs)])
+            self._db.execute("DELETE FROM dead_slots")
+            self._set_meta("vector_generation", generation)
+            self._set_meta("vector_rows", len(keep))
+        self._data_version = None  # reload: new file, new slots
+        self._refresh_cache()
+        remove_quietly(vector_path(self.data_dir, old_generation))
+        for _, _, path in saved_graphs(self.data_dir):
+            if not path.name.startswith(f"ann-{generation}-"):
+                remove_quietly(path)
 
     def _insert_paths(self, records: Sequence[ImageRecord]) -> None:
         self._db.executemany("INSERT INTO image_paths (path, image_id, position) VALUES (?, ?, ?)",
@@ -420,89 +615,47 @@ class EmbeddedStore:
         return found
 
     def _refresh_cache(self) -> None:
-        """(Re)load the matrix if it was never loaded or another process committed since."""
+        """Map what another process committed since (new rows, a new generation, a new graph); nothing
+        is read from the vector file. The word index is read again by the next text filter."""
         with self._reading():
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
             if version == self._data_version:
                 return
-            self._cache = VectorCache()
-            cursor = self._db.execute("SELECT id, words, vector FROM images")
-            while rows := cursor.fetchmany(10_000):
-                vectors = np.frombuffer(b"".join(row[2] for row in rows), np.float32).reshape(len(rows), -1)
-                self._cache.put([row[0] for row in rows], [json.loads(row[1]) for row in rows], vectors)
+            identity = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            generation, rows = self._meta_int("vector_generation"), self._meta_int("vector_rows")
+            dead = [row[0] for row in self._db.execute("SELECT slot FROM dead_slots")]
+        if identity is not None:
+            dims = ModelIdentity.from_dict(json.loads(identity[0])).dims
+            try:
+                if generation != self._generation:
+                    self._vectors = VectorFile(vector_path(self.data_dir, generation), dims, create=rows == 0)
+                    self._search = None
+                    self._generation = generation
+                self._vectors.map(rows)
+            except OSError as exc:
+                raise StoreError(f"cannot read the vectors of the index in {self.data_dir}: {exc}") from exc
+            if self._search is None:
+                self._search = VectorSearch(self.data_dir, generation, self._vectors)
+            else:
+                self._search.refresh()
+        self._live = np.ones(rows, bool)
+        self._live[[s for s in dead if s < rows]] = False
+        self._words = None
         self._data_version = version
 
 
-MIGRATIONS: dict[int, Callable[[EmbeddedStore, Progress | None], None]] = {1: EmbeddedStore._migrate_1_to_2}
-
-
-class VectorCache:
-    """Ids and their vectors as rows of one growable matrix (amortised O(1) appends), with each row's
-    folded names and folders for the text filter (matching in memory beats scanning the table's pages)."""
-
-    def __init__(self):
-        self.ids: list[str] = []
-        self.row: dict[str, int] = {}
-        # Each row's folded fields joined by NUL, which no path holds (validate): a word without NUL is
-        # a substring of the joined text exactly when it is a substring of one field.
-        self.words: list[str] = []
-        self._buffer = np.zeros((0, 0), np.float32)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        return self._buffer[: len(self.ids)]
-
-    def rows_allowed(self, filters: SearchFilter) -> np.ndarray:
-        """A bool mask over rows: the records that pass the filter's text and id constraints."""
-        allowed = np.ones(len(self.ids), bool)
-        if filters.ids is not None:
-            allowed[:] = False
-            allowed[[self.row[i] for i in filters.ids if i in self.row]] = True
-        words = filters.words()
-        if words:
-            if any("\x00" in w for w in words):
-                return np.zeros(len(self.ids), bool)
-            allowed &= np.fromiter((all(w in text for w in words) for text in self.words), bool, len(self.ids))
-        return allowed
-
-    def put(self, ids: list[str], words: list[list[str]], vectors: np.ndarray) -> None:
-        fresh = [n for n, i in enumerate(ids) if i not in self.row]
-        for n, i in enumerate(ids):
-            if i in self.row:
-                self._buffer[self.row[i]] = vectors[n]
-                self.words[self.row[i]] = "\x00".join(words[n])
-        if not fresh:
-            return
-        needed = len(self.ids) + len(fresh)
-        if needed > len(self._buffer) or self._buffer.shape[1] != vectors.shape[1]:
-            grown = np.zeros((max(needed, 2 * len(self._buffer), 1024), vectors.shape[1]), np.float32)
-            if self.ids:
-                grown[: len(self.ids)] = self.matrix
-            self._buffer = grown
-        for n in fresh:
-            self.row[ids[n]] = len(self.ids)
-            self._buffer[len(self.ids)] = vectors[n]
-            self.ids.append(ids[n])
-            self.words.append("\x00".join(words[n]))
-
-    def set_words(self, image_id: str, words: list[str]) -> None:
-        if image_id in self.row:
-            self.words[self.row[image_id]] = "\x00".join(words)
-
-    def remove(self, ids: Iterable[str]) -> None:
-        gone = set(ids) & self.row.keys()
-        if not gone:
-            return
-        keep = [n for n, i in enumerate(self.ids) if i not in gone]
-        self._buffer = self.matrix[keep].copy()
-        self.ids = [self.ids[n] for n in keep]
-        self.words = [self.words[n] for n in keep]
-        self.row = {i: n for n, i in enumerate(self.ids)}
+MIGRATIONS: dict[int, Callable[[EmbeddedStore, Progress | None], None]] = {
+    1: EmbeddedStore._migrate_1_to_2, 2: EmbeddedStore._migrate_2_to_3}
 
 
 def _key(path: str) -> bytes:
     """A path's raw bytes, the form the path index keeps."""
     return os.fsencode(path)
+
+
+def _text(fields: list[str]) -> str:
+    """Folded fields as the `words` column and the word index keep them: joined by NUL."""
+    return SEP.join(fields)
 
 
 def _row(r: ImageRecord) -> tuple:

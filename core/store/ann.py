@@ -1,0 +1,217 @@
+"""kNN over a vector file's rows: a usearch HNSW graph (int8, cosine) for speed, float32 rows for the answer.
+
+Chosen by measurement (bench/ann.py; the figures are in the README): at 1M x 512 an exact float32 scan
+reads 2 GB per query (~100 ms); the HNSW graph finds candidates in about a millisecond and an exact
+re-rank of those candidates with the float rows gives the scores, so results carry exact cosine
+similarities and recall@10 is that of the candidate list.
+
+- The graph (`ann-<generation>-<rows>.usearch`, keys = slots) covers the first `rows` slots and is
+  memory-mapped on open (`Index.restore(view=True)`: file pages, not process memory). Slots appended
+  since it was saved (the *tail*) are scanned exactly and merged; `extend` adds them to the graph.
+- The caller passes a mask of the slots that may be returned (live, and passing its filters): dead
+  slots (replaced or deleted vectors) and filtered-out rows never come back.
+- A selective mask (at most `SELECTIVE_ROWS` rows) is searched exactly over those rows; a broad one
+  through the graph with the over-fetch scaled by how much the mask removes.
+- k results always come back when k rows pass the mask and score bounds: when the candidates run out
+  before k hits, that query falls back to an exact scan.
+- `exact=True` is the exact scan, always available, and what tests compare with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index
+
+from core.store.vector_file import VectorFile
+
+# Measured in bench/ann.py (512-d; README): connectivity 16 with int8 rows keeps recall@10 >= 0.99 on
+# clustered descriptors at 1M with expansion 128, and the file is ~0.6 KB per vector.
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 128
+OVERFETCH = 4  # graph candidates per wanted hit, re-ranked with the float rows
+MIN_CANDIDATES = 40
+MAX_CANDIDATES = 4096  # beyond this a filtered graph search costs about what an exact scan does
+SELECTIVE_ROWS = 20_000  # masks at most this size are scanned exactly (~2 ms at 512 d)
+GRAPH_MIN_ROWS = 20_000  # below this an exact scan is as fast as the graph: no graph is built
+SCORE_BLOCK = 1 << 22  # float32 scores per block of an exact batched scan (16 MB)
+ADD_BATCH = 10_000
+
+Progress = Callable[[int, int], None]  # (done, total) vectors added to the graph
+Result = tuple[np.ndarray, np.ndarray]  # per query: slots (int64) and cosine scores (float32), best first
+
+
+def graph_path(data_dir: Path, generation: int, rows: int) -> Path:
+    """The graph file covering slots [0, rows) of a generation's vector file."""
+    return Path(data_dir) / f"ann-{generation}-{rows}.usearch"
+
+
+def saved_graphs(data_dir: Path, generation: int | None = None) -> list[tuple[int, int, Path]]:
+    """(generation, rows, path) of every graph file in `data_dir` (of one generation when given), sorted."""
+    found = []
+    for entry in os.scandir(data_dir):
+        match = re.fullmatch(r"ann-(\d+)-(\d+)\.usearch", entry.name)
+        if match and (generation is None or int(match[1]) == generation):
+            found.append((int(match[1]), int(match[2]), Path(entry.path)))
+    return sorted(found)
+
+
+class VectorSearch:
+    """kNN over the mapped rows of `vectors` (one generation), with the newest saved graph that fits.
+
+    Not thread-safe on its own (the store serialises calls). Queries are float32 (m, dims) unit rows;
+    scores are cosine similarities computed from the float rows.
+    """
+
+    def __init__(self, data_dir: Path, generation: int, vectors: VectorFile):
+        self.data_dir = Path(data_dir)
+        self.generation = generation
+        self.vectors = vectors
+        self.graph: Index | None = None
+        self.covered = 0  # slots [0, covered) are in the graph (the dead among them filtered at search)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Map the newest saved graph of this generation that covers no more than the mapped rows."""
+        fitting = [(rows, path) for _, rows, path in saved_graphs(self.data_dir, self.generation)
+                   if rows <= self.vectors.rows]
+        if not fitting or fitting[-1][0] == self.covered:
+            return
+        rows, path = fitting[-1]
+        try:
+            graph = Index.restore(str(path), view=True)
+        except (OSError, RuntimeError, ValueError):
+            return  # removed or replaced meanwhile by a newer save: the tail scan stays correct
+        if graph is None:
+            return
+        graph.expansion_search = EXPANSION_SEARCH
+        self.graph, self.covered = graph, rows
+
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, exact: bool = False,
+               min_score: float | None = None, max_score: float | None = None,
+               score_block: int = SCORE_BLOCK) -> list[Result]:
+        """The k best slots for each query (float32 (m, dims)) among those where `mask` (bool (rows,),
+        None: all) is true, with scores within [min_score, max_score]; best first, equal scores by slot.
+        An exact scan scores at most `score_block` float32 values at a time (memory stays flat)."""
+        matrix = self.vectors.matrix
+        queries = np.asarray(queries, np.float32).reshape(-1, matrix.shape[1])
+        rows = len(matrix)
+        allowed = int(mask.sum()) if mask is not None else rows
+        if k <= 0 or allowed == 0:
+            return [_empty() for _ in queries]
+        if exact or self.graph is None or allowed <= SELECTIVE_ROWS:
+            return self._exact(queries, k, mask, min_score, max_score, score_block)
+        fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
+        fetch = min(fetch, MAX_CANDIDATES, self.covered)
+        found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
+        # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
+        keys = np.atleast_2d(found.keys).astype(np.int64)
+        counts = np.atleast_1d(getattr(found, "counts", len(found.keys)))
+        tail = np.arange(self.covered, rows)
+        if mask is not None:
+            tail = tail[mask[self.covered :]]
+        tail_scores = matrix[self.covered :][tail - self.covered] @ queries.T if len(tail) else None
+        results, retry = [], []
+        for n, q in enumerate(queries):
+            slots = keys[n, : counts[n]]
+            if mask is not None:
+                slots = slots[mask[slots]]
+            slots = np.sort(slots)  # ascending slots read the file in order and break ties by slot
+            scores = matrix[slots] @ q
+            exhausted = counts[n] < fetch  # the graph gave every allowed row it reached
+            if tail_scores is not None:
+                slots, scores = np.concatenate([slots, tail]), np.concatenate([scores, tail_scores[:, n]])
+            best, best_scores = _top(slots, scores, k, min_score, max_score)
+            lowest = scores.min() if len(scores) else -np.inf
+            if len(best) < k and not exhausted and (min_score is None or lowest >= min_score):
+                retry.append(n)  # more rows may pass: candidates ran out first
+            results.append((best, best_scores))
+        if retry:
+            exact_results = self._exact(queries[retry], k, mask, min_score, max_score, score_block)
+            for n, result in zip(retry, exact_results, strict=True):
+                results[n] = result
+        return results
+
+    def extend(self, live: np.ndarray, progress: Progress | None = None) -> None:
+        """Add the live slots (bool (rows,)) past the graph's end to it, save it as a new file and map
+        that; older graph files of this generation are removed. Builds the graph from scratch when
+        there is none (slots [0, rows)), and none at all below `GRAPH_MIN_ROWS` live rows.
+
+        Memory: the graph is loaded into process memory while it grows (~0.6 KB per vector at 512 d).
+        """
+        rows = self.vectors.rows
+        start = self.covered if self.graph is not None else 0
+        if rows <= start or (self.graph is None and int(live.sum()) < GRAPH_MIN_ROWS):
+            return
+        if self.graph is not None:
+            graph = Index.restore(str(graph_path(self.data_dir, self.generation, self.covered)), view=False)
+        else:
+            graph = Index(ndim=self.vectors.dims, metric="cos", dtype="i8", connectivity=CONNECTIVITY,
+                          expansion_add=EXPANSION_ADD)
+        slots = np.flatnonzero(live[start:rows]) + start
+        for done in range(0, len(slots), ADD_BATCH):
+            batch = slots[done : done + ADD_BATCH]
+            graph.add(batch, self.vectors.matrix[batch])
+            if progress is not None:
+                progress(done + len(batch), len(slots))
+        path = graph_path(self.data_dir, self.generation, rows)
+        tmp = path.with_suffix(".tmp")
+        graph.save(str(tmp))
+        os.replace(tmp, path)
+        del graph
+        self.graph = None
+        self.covered = 0
+        self.refresh()
+        for _, covered, old in saved_graphs(self.data_dir, self.generation):
+            if covered < rows:
+                remove_quietly(old)
+
+    def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float | None,
+               max_score: float | None, score_block: int) -> list[Result]:
+        matrix = self.vectors.matrix
+        slots = np.flatnonzero(mask) if mask is not None and mask.sum() <= SELECTIVE_ROWS else None
+        source = matrix[slots] if slots is not None else matrix
+        results = []
+        step = max(1, score_block // max(1, len(source)))
+        for start in range(0, len(queries), step):
+            scores = queries[start : start + step] @ source.T
+            if slots is None and mask is not None:
+                scores[:, ~mask] = -np.inf
+            for row in scores:
+                where = slots if slots is not None else np.arange(len(row))
+                keep = np.isfinite(row)
+                results.append(_top(where[keep], row[keep], k, min_score, max_score))
+        return results
+
+
+def _top(slots: np.ndarray, scores: np.ndarray, k: int, min_score: float | None,
+         max_score: float | None) -> Result:
+    """The k best (slot, score) pairs within the bounds, best first, ties by the lower slot."""
+    keep = np.ones(len(scores), bool)
+    if min_score is not None:
+        keep &= scores >= min_score
+    if max_score is not None:
+        keep &= scores <= max_score
+    slots, scores = slots[keep], scores[keep]
+    if len(scores) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        slots, scores = slots[part], scores[part]
+    order = np.lexsort((slots, -scores))
+    return slots[order].astype(np.int64), scores[order].astype(np.float32)
+
+
+def _empty() -> Result:
+    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a file other processes may still map; on Windows that fails and the next save retries."""
+    with contextlib.suppress(OSError):
+        os.remove(path)

@@ -1,0 +1,125 @@
+"""kNN through the HNSW graph against the exact scan: recall, tail, dead and filtered rows, k always back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.store import ann
+from core.store.ann import VectorSearch, saved_graphs
+from core.store.vector_file import VectorFile, vector_path
+
+DIMS = 32
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    """Non-negative clustered unit vectors, like GeM descriptors (see bench/ann.py)."""
+    rng = np.random.default_rng(seed)
+    centres = np.maximum(rng.standard_normal((max(1, n // 50), DIMS)), 0) + 0.05
+    v = np.maximum(centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, DIMS)), 0)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def small_graph(monkeypatch):
+    """Graph thresholds scaled down so a few thousand rows exercise the graph path."""
+    monkeypatch.setattr(ann, "GRAPH_MIN_ROWS", 500)
+    monkeypatch.setattr(ann, "SELECTIVE_ROWS", 200)
+
+
+def build(tmp_path, n: int, seed: int = 0) -> tuple[VectorSearch, np.ndarray]:
+    data = clustered(n, seed)
+    f = VectorFile(vector_path(tmp_path, 0), DIMS, create=True)
+    f.append(data, at=0)
+    f.map(n)
+    search = VectorSearch(tmp_path, 0, f)
+    search.extend(np.ones(n, bool))
+    return search, data
+
+
+def queries(data: np.ndarray, m: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    q = np.maximum(data[rng.integers(0, len(data), m)] + 0.06 * rng.standard_normal((m, DIMS)), 0)
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall(got, want) -> float:
+    return np.mean([len(set(g[0]) & set(w[0])) / len(w[0]) for g, w in zip(got, want, strict=True)])
+
+
+def test_graph_recall_against_exact_and_exact_scores(tmp_path, small_graph):
+    search, data = build(tmp_path, 3000)
+    assert search.graph is not None and search.covered == 3000
+    qs = queries(data, 100)
+    got, want = search.search(qs, 10), search.search(qs, 10, exact=True)
+    assert recall(got, want) >= 0.98  # a small multi-threaded graph varies; bench/ann.py measures the figure
+    for (slots, scores), q in zip(got, qs, strict=True):
+        np.testing.assert_allclose(scores, data[slots] @ q, rtol=1e-5)  # float re-rank: exact cosines
+        assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_graph_is_memory_mapped_on_reopen_and_the_tail_is_searched(tmp_path, small_graph):
+    search, data = build(tmp_path, 2000)
+    extra = clustered(300, 5)
+    search.vectors.append(extra, at=2000)
+    search.vectors.map(2300)
+    reopened = VectorSearch(tmp_path, 0, search.vectors)
+    assert reopened.covered == 2000  # the tail is not in the graph yet
+    qs = extra[:20]
+    for slots, _ in reopened.search(qs, 5):
+        assert any(s >= 2000 for s in slots)
+    assert [s[0][0] for s in reopened.search(qs, 5)] == list(range(2000, 2020))
+    reopened.extend(np.ones(2300, bool))
+    assert reopened.covered == 2300 and [r for _, r, _ in saved_graphs(tmp_path)] == [2300]
+
+
+def test_dead_and_filtered_rows_never_come_back_and_k_still_does(tmp_path, small_graph):
+    search, data = build(tmp_path, 3000)
+    qs = queries(data, 30)
+    mask = np.ones(3000, bool)
+    nearest = [slots[0] for slots, _ in search.search(qs, 1, exact=True)]
+    mask[nearest] = False  # each query's own nearest row deleted
+    mask[::3] = False
+    for (slots, _), (want, _) in zip(search.search(qs, 10, mask), search.search(qs, 10, mask, exact=True),
+                                     strict=True):
+        assert len(slots) == 10 and mask[slots].all()
+        assert len(set(slots) & set(want)) >= 9
+
+
+def test_a_selective_filter_is_an_exact_scan_of_its_rows(tmp_path, small_graph):
+    search, data = build(tmp_path, 3000)
+    mask = np.zeros(3000, bool)
+    mask[[5, 17, 900, 2999]] = True
+    qs = queries(data, 5)
+    for slots, _ in search.search(qs, 10, mask):
+        assert sorted(slots) == [5, 17, 900, 2999]  # fewer than k exist: all of them
+
+
+def test_a_broad_filter_far_from_the_query_still_returns_k(tmp_path, small_graph, monkeypatch):
+    monkeypatch.setattr(ann, "MAX_CANDIDATES", 20)  # the graph's candidates run out before k pass
+    search, data = build(tmp_path, 3000)
+    qs = queries(data, 10)
+    mask = np.zeros(3000, bool)
+    far = np.argsort(data @ qs[0])[:400]  # the rows least like the first query
+    mask[far] = True
+    got = search.search(qs[:1], 10, mask)[0]
+    want = search.search(qs[:1], 10, mask, exact=True)[0]
+    assert len(got[0]) == 10 and list(got[0]) == list(want[0])
+
+
+def test_score_bounds(tmp_path, small_graph):
+    search, data = build(tmp_path, 3000)
+    q = queries(data, 1)
+    exact = search.search(q, 50, exact=True)[0]
+    low, high = float(exact[1][30]), float(exact[1][5])
+    slots, scores = search.search(q, 10, min_score=low, max_score=high)[0]
+    assert len(slots) == 10 and ((scores >= low) & (scores <= high)).all()
+    assert list(slots) == list(search.search(q, 10, exact=True, min_score=low, max_score=high)[0][0])
+
+
+def test_small_sets_have_no_graph_and_search_exactly(tmp_path):
+    search, data = build(tmp_path, 300)
+    assert search.graph is None and saved_graphs(tmp_path) == []
+    got = search.search(data[:3], 4)
+    assert [s[0] for s, _ in got] == [0, 1, 2]
+    assert all(len(s) == 0 for s, _ in search.search(data[:2], 0))
