@@ -45,6 +45,9 @@ class ConstantExtractor:
     def __init__(self, identity):
         self.identity = identity
 
+    def describe(self) -> dict:
+        return {"runtime": "constant", "precision": "fp32", "device": "none", "reason": "schema tests"}
+
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         vectors = np.ones((len(pixels), self.identity.dims), np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

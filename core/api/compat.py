@@ -17,7 +17,6 @@ from werkzeug.exceptions import HTTPException
 
 from core.api.files import thumbnail_file
 from core.api.parsing import FORM_TYPES, raw_image_body
-from core.api.shapes import results_payload
 from core.store.base import Hit
 
 log = logging.getLogger(__name__)
@@ -32,11 +31,11 @@ def is_original_request(fields: Mapping) -> bool:
             and not raw_image_body())
 
 
-def original_results(hits: list[Hit], started: float) -> Response:
+def original_results(hits: list[Hit], payload: dict) -> Response:
     """Today's {"results", "took_ms"} plus `images_data` (base64 JPEG thumbnails, at most 320 px a side, in
     the order of `results`; null for a hit whose file can no longer be read), or plus `message` when there
-    are no hits. Browsers sniff image bytes, so the client's data:image/png URLs show the JPEGs."""
-    payload = results_payload(hits, started)
+    are no hits. `payload` is the search's usual answer for `hits`. Browsers sniff image bytes, so the
+    client's data:image/png URLs show the JPEGs."""
     if not hits:
         return jsonify(message=NO_MATCH, **payload)
     return jsonify(**payload, images_data=[thumbnail_base64(hit) for hit in hits])

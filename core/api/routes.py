@@ -92,7 +92,8 @@ def search() -> Response:
     image = query_image(fields)
     started = time.perf_counter()
     hits = ctx().engine.search(image, k, filters, photo)
-    return original_results(hits, started) if original else annotated(results_payload(hits, started))
+    payload = annotate(results_payload(hits, started))
+    return original_results(hits, payload) if original else jsonify(payload)
 
 
 def words_only(fields, photo) -> Response:
@@ -108,13 +109,18 @@ def words_only(fields, photo) -> Response:
 
 
 def annotated(payload: dict) -> Response:
+    """The payload (annotate) as the response."""
+    return jsonify(annotate(payload))
+
+
+def annotate(payload: dict) -> dict:
     """The payload with each result's `tags`, `taken` (ISO 8601) and `camera` beside its record fields."""
     notes = ctx().engine.annotations_of(r["id"] for r in payload["results"])
     for result in payload["results"]:
         note = notes.get(result["id"])
         result.update(tags=list(note.tags) if note else [], taken=note.taken if note else None,
                       camera=note.camera if note else None)
-    return jsonify(payload)
+    return payload
 
 
 @api.get("/images/<image_id>")
