@@ -199,7 +199,11 @@ def _auto(descriptor: str, params: dict, runtime: str, cpu: Cpu, weights_id: str
     for candidate in candidates:
         key = _cache_key(cpu, descriptor, weights_id, candidate)
         if key not in cache:
-            fast = _build(descriptor, params, *candidate, cpu, weights_id, "")
+            try:
+                fast = _build(descriptor, params, *candidate, cpu, weights_id, "")
+            except Exception as exc:  # an optional faster path that cannot be built here is skipped, never fatal
+                log.warning("auto: %s %s cannot run here (%s: %s); skipped", *candidate, type(exc).__name__, exc)
+                continue
             base = base or _build(descriptor, params, base_runtime, "fp32", cpu, weights_id, "")
             verdict = compare(fast, base, pool)
             verdict["usable"] = verdict["min_cosine"] >= AGREEMENT_MIN_COSINE and verdict["speedup"] > 1.1

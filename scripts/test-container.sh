@@ -150,7 +150,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.photos import write_photos
+from bench.photos import write_photos
 
 # Real photos, at most 640 px: enough for VGG16's 224 px input, quick to decode on shared CPUs.
 for path in write_photos(Path(sys.argv[1]), sys.argv[2:]):

@@ -157,7 +157,7 @@ def test_defaults_as_the_desktop_a_name_filter_and_names_elided_in_the_middle(se
     assert browser.find_element(By.CSS_SELECTOR, "#results .name").get_attribute("textContent") == "rocket.jpg"
     assert "names with “rock”" in browser.find_element(By.ID, "summary").text
     browser.find_element(By.ID, "words").send_keys("zzz")
-    wait.until(lambda d: not card_ids(d) and "Clear the filter" in d.find_element(By.ID, "summary").text)
+    wait.until(lambda d: not card_ids(d) and "Clear the words" in d.find_element(By.ID, "summary").text)
     browser.find_element(By.ID, "words").clear()
     browser.execute_script("document.getElementById('words').dispatchEvent(new Event('input'))")
     wait.until(lambda d: len(card_ids(d)) == len(PHOTOS))
