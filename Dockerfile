@@ -29,6 +29,7 @@ COPY README.md .
 COPY core core
 COPY desktop desktop
 COPY resources resources
+COPY image_search.py .
 # Offline: the dependencies and the build backend are already in the venv.
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation .
 
