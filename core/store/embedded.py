@@ -185,12 +185,13 @@ class EmbeddedStore:
                     "height = ?, words = ? WHERE id = ?",
                     [(*_row(r)[1:], _text(r.folded_fields()), r.id) for r in records])
                 self._insert_paths(records)
-                slots = dict(zip([r.id for r in records], self._slots_of([r.id for r in records]), strict=True))
+                slots = self._slot_map([r.id for r in records])
                 dead = [slot for slot, words in released.values() if words is None and slot is not None]
                 self._db.executemany("INSERT OR IGNORE INTO dead_slots VALUES (?)", [(s,) for s in dead])
             self._kill(dead)
             for r in records:
-                self._set_words(slots[r.id], _text(r.folded_fields()))
+                if r.id in slots:  # ids not in the index are ignored (the contract)
+                    self._set_words(slots[r.id], _text(r.folded_fields()))
             self._apply_released(released)
 
     def delete(self, ids: Iterable[str]) -> None:
@@ -518,22 +519,21 @@ class EmbeddedStore:
         return int(row[0]) if row else 0
 
     def _slot_map(self, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT id, slot FROM images WHERE id IN ({marks})", chunk).fetchall())
-        return found
+        return self._pairs("SELECT id, slot FROM images WHERE id IN ({})", ids)
 
     def _slots_of(self, ids: list[str]) -> list[int]:
         return list(self._slot_map(ids).values())
 
     def _ids_of_slots(self, slots: list[int]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for start in range(0, len(slots), CHUNK):
-            chunk = slots[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT slot, id FROM images WHERE slot IN ({marks})", chunk).fetchall())
+        return self._pairs("SELECT slot, id FROM images WHERE slot IN ({})", slots)
+
+    def _pairs(self, sql: str, keys: list) -> dict:
+        """{first column: second column} of `sql` (one `IN ({})` list) over `keys`, CHUNK keys a query (SQLite
+        limits the variables of one statement)."""
+        found: dict = {}
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            found.update(self._db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
         return found
 
     def _allowed(self, filters: SearchFilter) -> np.ndarray:
