@@ -56,13 +56,16 @@ class ModelIdentity:
     weights: str  # "imagenet", "random-<seed>", or "md5:<hex>" for a local file of other weights
 
     def label(self) -> str:
+        """A short readable name, e.g. "vgg16-gem-512d-imagenet", for messages and `info`."""
         return f"vgg16-{self.descriptor}-{self.dims}d-{self.weights}"
 
     def to_dict(self) -> dict:
+        """The identity as JSON-ready data (stored in the index's metadata)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelIdentity:
+        """The identity stored by `to_dict`. Raises KeyError/ValueError for malformed data."""
         return cls(descriptor=str(data["descriptor"]), dims=int(data["dims"]), weights=str(data["weights"]))
 
 
@@ -95,10 +98,12 @@ class ImageRecord:
 
     @property
     def name(self) -> str:
+        """The primary path's file name."""
         return os.path.basename(self.path)
 
     @property
     def folder(self) -> str:
+        """The primary path's folder."""
         return os.path.dirname(self.path)
 
     def folded_fields(self) -> list[str]:
@@ -112,15 +117,19 @@ class ImageRecord:
         return seen
 
     def to_dict(self) -> dict:
+        """The record as JSON-ready data (`paths` a list); `from_dict` reads it back."""
         return {**asdict(self), "paths": list(self.paths)}
 
     @classmethod
     def from_dict(cls, data: dict) -> ImageRecord:
+        """The record written by `to_dict`. Raises TypeError for missing or unknown fields."""
         return cls(**{**data, "paths": tuple(data["paths"])})
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One kNN result: the image and its cosine similarity to the query."""
+
     record: ImageRecord
     score: float  # cosine similarity in [-1, 1]
 
@@ -143,9 +152,11 @@ class SearchFilter:
     exact: bool = False
 
     def words(self) -> list[str]:
+        """The filter's words and quoted phrases, folded (core.paths.query_words); [] when no text."""
         return query_words(self.text)
 
     def accepts_score(self, score: float) -> bool:
+        """Whether a cosine similarity lies within the inclusive bounds."""
         return (self.min_score is None or score >= self.min_score) and (
             self.max_score is None or score <= self.max_score
         )
@@ -215,6 +226,7 @@ def _check_record(r: ImageRecord) -> None:
 
 
 def cosine_clip(score: float) -> float:
+    """A score clipped to [-1, 1] (float rounding can step past them); -1 for NaN or infinity."""
     return float(min(1.0, max(-1.0, score))) if math.isfinite(score) else -1.0
 
 
