@@ -121,3 +121,92 @@ def test_photo_filter_reference_check():
     assert not PhotoFilter.parse(after="2024-05-03").accepts(note)
     assert not PhotoFilter.parse(camera="nikon").accepts(note)
     assert PhotoFilter().accepts(None) and not PhotoFilter.parse(after="2024-01-01").accepts(None)
+
+
+def test_labels_apart_from_tags_matched_by_words(backend, tmp_path, request):
+    recs, vectors = records(["a.jpg", "b.jpg", "c.jpg"])
+    a, b, c = (r.id for r in recs)
+    store = open_store(backend, tmp_path, request)
+    store.initialize(IDENTITY)
+    store.upsert(recs, vectors)
+    store.finish()
+    notes = annotations_for(store)
+    notes.put_records(recs, {a: meta(1)})
+    notes.set_tags(a, ["Holiday"])
+    assert notes.unlabelled([c, a, b, a, "unknown"]) == [c, a, b, "unknown"]
+    notes.set_labels({a: ["tabby, tabby cat", " Egyptian cat ", "TABBY, tabby cat"], b: []})
+    assert notes.unlabelled([a, b, c]) == [c]  # b was labelled: nothing above the confidence
+    got = notes.get_many([a, b, c])
+    assert got[a].labels == ("tabby, tabby cat", "Egyptian cat") and got[a].tags == ("Holiday",)
+    assert got[a].labelled and got[b].labelled and got[b].labels == () and not got[c].labelled
+    assert got[a].taken_local == "2024-05-01T12:00:00"  # labels leave metadata and tags alone
+    assert notes.tags(a) == ["Holiday"] and notes.tag_counts() == {"Holiday": 1}
+
+    def ids(text):
+        return notes.matching_ids(query_words(text))
+
+    assert ids("EGYPTIAN") == {a} and ids('"tabby cat"') == {a} and ids("holiday tabby") == {a}
+    notes.set_labels({a: ["goldfish"]})  # replaces
+    assert ids("tabby") == set() and ids("goldfish") == {a}
+    notes.add_tags([a], ["Beach"])  # a tag change keeps the labels
+    assert notes.get_many([a])[a].labels == ("goldfish",)
+    with pytest.raises(InvalidTag, match="control"):
+        notes.set_labels({b: ["a\nb"]})
+    with pytest.raises(InvalidTag, match="list"):
+        notes.set_labels({b: "goldfish"})
+    assert notes.get_many([b])[b].labels == ()  # nothing written
+    notes.close()
+    store.close()
+
+
+def test_a_side_table_from_before_labels_is_migrated(tmp_path):
+    import sqlite3
+
+    from core.store.embedded import EmbeddedStore
+
+    recs, vectors = records(["a.jpg"])
+    store = EmbeddedStore(tmp_path / "data")
+    store.initialize(IDENTITY)
+    store.upsert(recs, vectors)
+    store.finish()
+    db = sqlite3.connect(tmp_path / "data" / "index.sqlite3")
+    db.execute("""CREATE TABLE annotations (
+        id TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', taken TEXT, taken_local TEXT, taken_source TEXT,
+        camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '')""")
+    db.execute("INSERT INTO annotations VALUES (?, '[\"Old\"]', NULL, NULL, 'mtime', NULL, NULL, '[]', 'old')",
+               (recs[0].id,))
+    db.commit()
+    db.close()
+    notes = annotations_for(store)
+    assert notes.tags(recs[0].id) == ["Old"] and notes.unlabelled([recs[0].id]) == [recs[0].id]
+    notes.set_labels({recs[0].id: ["goldfish"]})
+    assert notes.get_many([recs[0].id])[recs[0].id].labels == ("goldfish",)
+    assert notes.metadata_ids() == {recs[0].id}
+    notes.close()
+    store.close()
+
+
+def test_a_side_index_from_before_labels_is_migrated(tmp_path, request):
+    from elasticsearch import Elasticsearch
+
+    from core.store.annotations import FIELDS, LABEL_FIELDS
+    from core.store.elastic import ElasticStore
+
+    recs, vectors = records(["a.jpg"])
+    url = request.getfixturevalue("es_url")
+    store = ElasticStore(url, request.getfixturevalue("es_alias"))
+    store.initialize(IDENTITY)
+    store.upsert(recs, vectors)
+    store.finish()
+    old = {k: v for k, v in FIELDS.items() if k not in LABEL_FIELDS}
+    index = f"{store.alias}-annotations"
+    es = Elasticsearch(url)
+    es.indices.create(index=index, mappings={"dynamic": "strict", "properties": old})
+    es.index(index=index, id=recs[0].id, refresh=True, document={"id": recs[0].id, "tags": ["Old"], "words": ["old"]})
+    notes = annotations_for(store)
+    assert notes.tags(recs[0].id) == ["Old"] and notes.unlabelled([recs[0].id]) == [recs[0].id]
+    notes.set_labels({recs[0].id: ["goldfish"]})
+    assert notes.get_many([recs[0].id])[recs[0].id].labels == ("goldfish",)
+    assert notes.matching_ids(["goldfish"]) == {recs[0].id}
+    es.close()
+    store.close()

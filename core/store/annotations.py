@@ -7,8 +7,12 @@ never touches a vector (issue 11's foundations):
 - Elasticsearch: a side index `<alias>-annotations`, one whole document per image, written through the
   store's client (a partial update of an image document would lose its vector).
 
+Labels are the names VGG16's own ImageNet classifier gives an image (set_labels, written by the labelling
+pass): stored apart from the user's tags, matched by words search like them. An image is "labelled" once
+set_labels has written it, even with no label (nothing above the confidence); `unlabelled` lists the others.
+
 Besides tags and metadata each row keeps `words`: the folded (core.paths.fold) names and folders of the
-image as of its last indexing, its tags and its camera, joined by newlines. Words-only searches select
+image as of its last indexing, its tags, labels and camera, joined by newlines. Words-only searches select
 candidates there (fast on both backends) and the engine checks them against the current records, so a
 stale name can cost a match until the next indexing run, never give a wrong one.
 """
@@ -19,9 +23,9 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,10 +39,21 @@ SIDE_INDEX_SUFFIX = "-annotations"
 SEPARATOR = "\n"  # between folded fields in `words`: a word holding it never matches (query_words splits on it)
 WRITE_TIMEOUT_S = 120.0
 PAGE = 1000
+# `labels`: a JSON list, NULL while the image was never labelled. Tables written before labels existed get
+# the column by migration (EmbeddedAnnotations._migrate), so it comes last in both.
 TABLE_SQL = """CREATE TABLE IF NOT EXISTS annotations (
     id TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', taken TEXT, taken_local TEXT, taken_source TEXT,
-    camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '')"""
+    camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '', labels TEXT)"""
+COLUMNS = ("id", "tags", "taken", "taken_local", "taken_source", "camera", "lens", "path_words", "words", "labels")
 INDEX_SQL = "CREATE INDEX IF NOT EXISTS annotations_taken ON annotations (taken_local)"
+
+
+_KEYWORD, _STORED = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
+_SEARCHED = {"type": "keyword", "doc_values": False}
+LABEL_FIELDS = {"labels": _KEYWORD, "labelled": {"type": "boolean"}}
+FIELDS = {"id": _KEYWORD, "tags": _KEYWORD, "taken": _STORED, "taken_local": _KEYWORD, "taken_source": _KEYWORD,
+          "camera": _STORED, "camera_words": _SEARCHED, "lens": _STORED, "path_words": _STORED, "words": _SEARCHED,
+          **LABEL_FIELDS}  # the side index's mapping (ElasticAnnotations)
 
 
 class InvalidTag(UserError, ValueError):
@@ -60,33 +75,45 @@ class Annotation:
     camera: str | None = None
     lens: str | None = None
     path_words: tuple[str, ...] = ()  # folded names and folders at the last indexing
+    labels: tuple[str, ...] = ()  # VGG16 classifier labels, apart from the user's tags
+    labelled: bool = False  # set_labels has written this image (its labels may still be empty)
 
     def folded_fields(self) -> list[str]:
-        """The folded texts a word may match here: tags and camera (names and folders come from the record)."""
-        return [fold(t) for t in self.tags] + ([fold(self.camera)] if self.camera else [])
+        """The folded texts a word may match here: tags, labels and camera (names and folders come from the
+        record)."""
+        return [fold(t) for t in (*self.tags, *self.labels)] + ([fold(self.camera)] if self.camera else [])
 
     def words(self) -> str:
         return SEPARATOR.join([*self.path_words, *self.folded_fields()])
 
-    def to_json(self) -> dict:
-        return {"tags": list(self.tags), "taken": self.taken, "taken_source": self.taken_source,
-                "camera": self.camera, "lens": self.lens}
 
 
 def clean_tags(tags: Iterable[str]) -> list[str]:
     """Tags as stored: trimmed, empty ones dropped, one per folded spelling (the first kept, case as typed).
     Raises InvalidTag for a comma (tags are listed comma-separated) or a control character."""
+    return _cleaned(tags, "tag", commas=False)
+
+
+def clean_labels(labels: Iterable[str]) -> list[str]:
+    """Labels as stored: like clean_tags, but commas are allowed (ImageNet class names hold them: "tabby, tabby
+    cat"). Raises InvalidTag for a control character or a label that is not text."""
+    return _cleaned(labels, "label", commas=True)
+
+
+def _cleaned(texts: Iterable[str], what: str, commas: bool) -> list[str]:
     kept: dict[str, str] = {}
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise InvalidTag(f"a tag must be text, got {tag!r}")
-        tag = tag.strip()
-        if "," in tag:
-            raise InvalidTag(f"a tag cannot hold a comma: {tag!r} (give each tag on its own)")
-        if any(not c.isprintable() and not c.isspace() or c in "\n\r\t" for c in tag):
-            raise InvalidTag(f"a tag cannot hold a control character: {tag!r}")
-        if tag and fold(tag) not in kept:
-            kept[fold(tag)] = tag
+    if isinstance(texts, str):  # one string is not a list of them (it would give one tag per character)
+        raise InvalidTag(f"give a list of {what}s, not the text {texts!r}")
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidTag(f"a {what} must be text, got {text!r}")
+        text = text.strip()
+        if not commas and "," in text:
+            raise InvalidTag(f"a {what} cannot hold a comma: {text!r} (give each {what} on its own)")
+        if any(not c.isprintable() and not c.isspace() or c in "\n\r\t" for c in text):
+            raise InvalidTag(f"a {what} cannot hold a control character: {text!r}")
+        if text and fold(text) not in kept:
+            kept[fold(text)] = text
     return list(kept.values())
 
 
@@ -160,6 +187,13 @@ class Annotations(Protocol):
     def tag_counts(self) -> dict[str, int]:
         """How many images carry each tag, by its spelling."""
 
+    def set_labels(self, labels: Mapping[str, Sequence[str]]) -> None:
+        """Replace the classifier labels of these image ids (clean_labels; an empty list is "no label above
+        the confidence") and mark them labelled. Tags and metadata stay. Raises InvalidTag before writing."""
+
+    def unlabelled(self, ids: Iterable[str]) -> list[str]:
+        """The ids among `ids` (in their order, once each) that set_labels never wrote."""
+
     def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
         """Store what read_metadata found for one image (its tags stay)."""
 
@@ -178,7 +212,7 @@ class Annotations(Protocol):
 
     def matching_ids(self, words: Sequence[str] | None = None, after: str | None = None,
                      before: str | None = None, camera: Sequence[str] | None = None) -> set[str]:
-        """Ids whose `words` (names, folders, tags, camera) hold every folded word, taken within the
+        """Ids whose `words` (names, folders, tags, labels, camera) hold every folded word, taken within the
         inclusive `taken_local` bounds (date_bound), and whose camera holds every folded camera word."""
 
     def newest(self, words: Sequence[str] | None, after: str | None, before: str | None,
@@ -191,7 +225,8 @@ class Annotations(Protocol):
 
 
 def matches(record: ImageRecord, note: Annotation | None, words: list[str]) -> bool:
-    """The one rule (core.paths.words_match) over a record's current names and folders, its tags and camera."""
+    """The one rule (core.paths.words_match) over a record's current names and folders, its tags, labels and
+    camera."""
     return words_match(words, record.folded_fields() + (note.folded_fields() if note else []))
 
 
@@ -223,17 +258,16 @@ def annotations_for(store: VectorStore) -> Annotations:
 
 
 def _with_metadata(a: Annotation, meta: PhotoMetadata) -> Annotation:
-    return Annotation(a.tags, meta.taken_iso(), meta.taken_local(), meta.taken_source, meta.camera, meta.lens,
-                      a.path_words)
+    return replace(a, taken=meta.taken_iso(), taken_local=meta.taken_local(), taken_source=meta.taken_source,
+                   camera=meta.camera, lens=meta.lens)
 
 
 def _with_paths(a: Annotation, record: ImageRecord) -> Annotation:
-    return Annotation(a.tags, a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
-                      tuple(record.folded_fields()))
+    return replace(a, path_words=tuple(record.folded_fields()))
 
 
 def _with_tags(a: Annotation, tags: Iterable[str]) -> Annotation:
-    return Annotation(tuple(tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens, a.path_words)
+    return replace(a, tags=tuple(tags))
 
 
 def _added(tags: Sequence[str], words: Iterable[str]) -> list[str]:
@@ -254,12 +288,13 @@ class _Base:
     def _write(self, rows: dict[str, Annotation]) -> None:
         raise NotImplementedError
 
-    def _change(self, ids: Iterable[str], change) -> None:
+    def _change(self, ids: Iterable[str], change: Callable[[str, Annotation], Annotation]) -> None:
+        """Read, change (image id, its annotation or an empty one) and write back whole rows, a page at a time."""
         ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), PAGE):
             chunk = ids[start:start + PAGE]
             rows = self._read(chunk)
-            self._write({i: change(rows.get(i, Annotation())) for i in chunk})
+            self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         ids = list(dict.fromkeys(ids))
@@ -270,23 +305,32 @@ class _Base:
 
     def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         cleaned = clean_tags(tags)
-        self._change([image_id], lambda a: _with_tags(a, cleaned))
+        self._change([image_id], lambda _, a: _with_tags(a, cleaned))
         return cleaned
 
     def add_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = clean_tags(words)
-        self._change(ids, lambda a: _with_tags(a, _added(a.tags, words)))
+        self._change(ids, lambda _, a: _with_tags(a, _added(a.tags, words)))
 
     def remove_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = list(words)
-        self._change(ids, lambda a: _with_tags(a, _removed(a.tags, words)))
+        self._change(ids, lambda _, a: _with_tags(a, _removed(a.tags, words)))
 
     def tags(self, image_id: str) -> list[str]:
         found = self._read([image_id]).get(image_id)
         return list(found.tags) if found else []
 
+    def set_labels(self, labels: Mapping[str, Sequence[str]]) -> None:
+        cleaned = {i: tuple(clean_labels(names)) for i, names in labels.items()}
+        self._change(cleaned, lambda i, a: replace(a, labels=cleaned[i], labelled=True))
+
+    def unlabelled(self, ids: Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys(ids))
+        found = self.get_many(ids)
+        return [i for i in ids if i not in found or not found[i].labelled]
+
     def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
-        self._change([image_id], lambda a: _with_metadata(a, meta))
+        self._change([image_id], lambda _, a: _with_metadata(a, meta))
 
     def put_records(self, records: Sequence[ImageRecord], metadata: Mapping[str, PhotoMetadata]) -> None:
         by_id = {r.id: r for r in records}
@@ -295,11 +339,7 @@ class _Base:
             a = _with_paths(a, by_id[image_id])
             return _with_metadata(a, metadata[image_id]) if image_id in metadata else a
 
-        ids = list(by_id)
-        for start in range(0, len(ids), PAGE):
-            chunk = ids[start:start + PAGE]
-            rows = self._read(chunk)
-            self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
+        self._change(by_id, change)
 
     def matching_ids(self, words=None, after=None, before=None, camera=None) -> set[str]:
         found: set[str] = set()
@@ -333,6 +373,13 @@ class EmbeddedAnnotations(_Base):
             self._db = sqlite3.connect(db_path, check_same_thread=False, timeout=30, isolation_level=None)
             self._db.execute(TABLE_SQL)
             self._db.execute(INDEX_SQL)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the `labels` column to a table written before labels existed (its rows: never labelled)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(annotations)")}
+        if "labels" not in columns:
+            self._db.execute("ALTER TABLE annotations ADD COLUMN labels TEXT")
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
@@ -340,17 +387,19 @@ class EmbeddedAnnotations(_Base):
         marks = ",".join("?" * len(ids))
         with self._lock, self._sqlite("read the annotations"):
             rows = self._db.execute(
-                "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words FROM annotations "
+                "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words, labels FROM annotations "
                 f"WHERE id IN ({marks})", ids).fetchall()
         return {row[0]: _from_row(row) for row in rows}
 
     def _write(self, rows: dict[str, Annotation]) -> None:
         values = [(i, json.dumps(a.tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
-                   json.dumps(a.path_words), a.words()) for i, a in rows.items()]
+                   json.dumps(a.path_words), a.words(), json.dumps(a.labels) if a.labelled else None)
+                  for i, a in rows.items()]
         with self._lock, self._sqlite("write the annotations"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                self._db.executemany(f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) "
+                                     f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -421,7 +470,7 @@ class ElasticAnnotations(_Base):
         self._es = store._es
         self._writer = store._es.options(request_timeout=WRITE_TIMEOUT_S)
         self.index = f"{store.alias}{SIDE_INDEX_SUFFIX}"
-        self._created = False
+        self._created = self._migrated = False
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
@@ -519,33 +568,38 @@ class ElasticAnnotations(_Base):
         from elasticsearch import ApiError
 
         if self._exists():
+            if not self._migrated:
+                # A side index made before labels existed: "dynamic": "strict" refuses their fields until
+                # they are mapped. Adding fields to a mapping is allowed and idempotent.
+                self._writer.indices.put_mapping(index=self.index, properties=LABEL_FIELDS)
+                self._migrated = True
             return
-        keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
         try:
-            self._writer.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": {
-                "id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
-                "camera": stored, "camera_words": {"type": "keyword", "doc_values": False}, "lens": stored,
-                "path_words": stored, "words": {"type": "keyword", "doc_values": False}}},
-                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
+            self._writer.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": FIELDS},
+                                        settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
         except ApiError as exc:
             if exc.error != "resource_already_exists_exception":  # another process made it first
                 raise
-        self._created = True
+        self._created = self._migrated = True
 
 
 def _from_row(row: tuple) -> Annotation:
-    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])))
+    labels = json.loads(row[8]) if row[8] is not None else None
+    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])), tuple(labels or ()),
+                      labels is not None)
 
 
 def _doc(image_id: str, a: Annotation) -> dict[str, Any]:
     return {"id": image_id, "tags": list(a.tags), "taken": a.taken, "taken_local": a.taken_local,
             "taken_source": a.taken_source, "camera": a.camera, "camera_words": fold(a.camera) if a.camera else None,
-            "lens": a.lens, "path_words": list(a.path_words), "words": a.words().split(SEPARATOR)}
+            "lens": a.lens, "path_words": list(a.path_words), "words": a.words().split(SEPARATOR),
+            "labels": list(a.labels), "labelled": a.labelled}
 
 
 def _from_doc(doc: dict[str, Any]) -> Annotation:
     return Annotation(tuple(doc.get("tags") or ()), doc.get("taken"), doc.get("taken_local"),
-                      doc.get("taken_source"), doc.get("camera"), doc.get("lens"), tuple(doc.get("path_words") or ()))
+                      doc.get("taken_source"), doc.get("camera"), doc.get("lens"), tuple(doc.get("path_words") or ()),
+                      tuple(doc.get("labels") or ()), bool(doc.get("labelled")))
 
 
 def _escape(word: str) -> str:
