@@ -25,7 +25,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +85,16 @@ class Annotation:
 
     def words(self) -> str:
         return SEPARATOR.join([*self.path_words, *self.folded_fields()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as JSON can hold it (tuples as lists); from_dict reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Annotation:
+        """The annotation to_dict wrote; fields it lacks (written by an older version) take their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
 
 
@@ -204,6 +214,9 @@ class Annotations(Protocol):
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         """Annotations by id; ids never annotated are absent."""
 
+    def put(self, rows: Mapping[str, Annotation]) -> None:
+        """Write these annotations whole, by image id (the undo of a trash puts back what was there)."""
+
     def metadata_ids(self) -> set[str]:
         """The ids whose photo metadata has been read (the indexer reads it for the others)."""
 
@@ -302,6 +315,11 @@ class _Base:
         for start in range(0, len(ids), PAGE):
             found.update(self._read(ids[start:start + PAGE]))
         return found
+
+    def put(self, rows: Mapping[str, Annotation]) -> None:
+        items = list(rows.items())
+        for start in range(0, len(items), PAGE):
+            self._write(dict(items[start:start + PAGE]))
 
     def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         cleaned = clean_tags(tags)
