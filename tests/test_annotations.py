@@ -186,10 +186,10 @@ def test_a_side_table_from_before_labels_is_migrated(tmp_path):
     store.close()
 
 
-def test_a_side_index_from_before_labels_is_migrated(tmp_path, request):
+def test_a_version_1_side_index_is_migrated(tmp_path, request):
+    """Version 1: no labels, words searched by wildcards in `words`; its documents are rewritten once."""
     from elasticsearch import Elasticsearch
 
-    from core.store.annotations import FIELDS, LABEL_FIELDS
     from core.store.elastic import ElasticStore
 
     recs, vectors = records(["a.jpg"])
@@ -198,15 +198,38 @@ def test_a_side_index_from_before_labels_is_migrated(tmp_path, request):
     store.initialize(IDENTITY)
     store.upsert(recs, vectors)
     store.finish()
-    old = {k: v for k, v in FIELDS.items() if k not in LABEL_FIELDS}
+    keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
+    searched = {"type": "keyword", "doc_values": False}
+    version_1 = {"id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
+                 "camera": stored, "camera_words": searched, "lens": stored, "path_words": stored, "words": searched}
     index = f"{store.alias}-annotations"
     es = Elasticsearch(url)
-    es.indices.create(index=index, mappings={"dynamic": "strict", "properties": old})
-    es.index(index=index, id=recs[0].id, refresh=True, document={"id": recs[0].id, "tags": ["Old"], "words": ["old"]})
+    es.indices.create(index=index, mappings={"dynamic": "strict", "properties": version_1})
+    es.index(index=index, id=recs[0].id, refresh=True, document={
+        "id": recs[0].id, "tags": ["Old"], "taken": "2024-05-01T12:00:00", "taken_local": "2024-05-01T12:00:00",
+        "taken_source": "exif", "camera": "Canon EOS R5", "camera_words": "canon eos r5", "lens": None,
+        "path_words": ["a.jpg", "/photos"], "words": ["a.jpg", "/photos", "old", "canon eos r5"]})
     notes = annotations_for(store)
+    assert notes.matching_ids(["old"]) == notes.matching_ids(["a.jp"]) == {recs[0].id}  # found after migrating
+    assert notes.matching_ids(None, camera=["eos"]) == {recs[0].id}
     assert notes.tags(recs[0].id) == ["Old"] and notes.unlabelled([recs[0].id]) == [recs[0].id]
+    assert es.indices.get_mapping(index=index)[index]["mappings"]["_meta"] == {"version": 2}
     notes.set_labels({recs[0].id: ["goldfish"]})
     assert notes.get_many([recs[0].id])[recs[0].id].labels == ("goldfish",)
     assert notes.matching_ids(["goldfish"]) == {recs[0].id}
+    assert annotations_for(store).matching_ids(["goldfish", "old"]) == {recs[0].id}  # a second open: no migration
     es.close()
     store.close()
+
+
+def test_suffixes_find_every_substring():
+    from core.store.annotations import suffixes
+
+    texts = ["img_01.jpg", "/photos/2024"]
+    found = suffixes(texts)
+    for text in texts:
+        for start in range(len(text)):
+            for end in range(start + 1, len(text) + 1):
+                assert any(s.startswith(text[start:end]) for s in found)
+    assert len(found) == len(set(found)) == 10 + 12
+    assert suffixes(["abab"]) == ["ab", "abab", "b", "bab"]
