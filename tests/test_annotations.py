@@ -4,39 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 
 from core.metadata import PhotoMetadata
 from core.paths import query_words
 from core.store.annotations import InvalidTag, PhotoFilter, annotations_for, clean_tags, date_bound
-from core.store.base import ImageRecord, ModelIdentity, new_image_id
 
-pytest_plugins = ["tests.es_fixtures"]
-
-IDENTITY = ModelIdentity("gem", 8, "random-0")
-
-
-def records(names: list[str]) -> tuple[list[ImageRecord], np.ndarray]:
-    recs = [ImageRecord(new_image_id(), (f"/photos/{name}",), 1000 + i, 10**18 + i, 10**18 + i, 100 + i,
-                        f"{i:032x}", 640, 480) for i, name in enumerate(names)]
-    vectors = np.random.default_rng(0).standard_normal((len(names), IDENTITY.dims)).astype(np.float32)
-    return recs, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def open_store(backend: str, tmp_path, request):
-    if backend == "embedded":
-        from core.store.embedded import EmbeddedStore
-
-        return EmbeddedStore(tmp_path / "data")
-    from core.store.elastic import ElasticStore
-
-    return ElasticStore(request.getfixturevalue("es_url"), request.getfixturevalue("es_alias"))
-
-
-@pytest.fixture(params=["embedded", "elasticsearch"])
-def backend(request) -> str:
-    return request.param
+pytest_plugins = ["tests.es_fixtures", "tests.side_fixtures"]
 
 
 def meta(day: int, camera: str | None = "Canon EOS R5", tz=None) -> PhotoMetadata:
@@ -60,11 +34,10 @@ def test_date_bounds_are_inclusive_and_a_date_only_end_takes_the_whole_day():
         date_bound("May 1st", end=False)
 
 
-def test_tags_metadata_and_matching(backend, tmp_path, request):
+def test_tags_metadata_and_matching(open_store, records):
     recs, vectors = records(["a.jpg", "b.jpg", "c.jpg"])
     a, b, c = (r.id for r in recs)
-    store = open_store(backend, tmp_path, request)
-    store.initialize(IDENTITY)
+    store = open_store()
     store.upsert(recs, vectors)
     store.finish()
     notes = annotations_for(store)
@@ -101,8 +74,7 @@ def test_tags_metadata_and_matching(backend, tmp_path, request):
     notes.close()
 
     store.close()
-    store = open_store(backend, tmp_path, request)  # a restart: new connections, nothing cached
-    store.initialize(IDENTITY)
+    store = open_store()  # a restart: new connections, nothing cached
     notes = annotations_for(store)
     assert notes.tags(a) == ["Café", "Strand", "STRASSE"]
     assert notes.metadata_ids() == {a, b, c}
@@ -123,11 +95,10 @@ def test_photo_filter_reference_check():
     assert PhotoFilter().accepts(None) and not PhotoFilter.parse(after="2024-01-01").accepts(None)
 
 
-def test_labels_apart_from_tags_matched_by_words(backend, tmp_path, request):
+def test_labels_apart_from_tags_matched_by_words(open_store, records):
     recs, vectors = records(["a.jpg", "b.jpg", "c.jpg"])
     a, b, c = (r.id for r in recs)
-    store = open_store(backend, tmp_path, request)
-    store.initialize(IDENTITY)
+    store = open_store()
     store.upsert(recs, vectors)
     store.finish()
     notes = annotations_for(store)
@@ -159,14 +130,14 @@ def test_labels_apart_from_tags_matched_by_words(backend, tmp_path, request):
     store.close()
 
 
-def test_a_side_table_from_before_labels_is_migrated(tmp_path):
+def test_a_side_table_from_before_labels_is_migrated(tmp_path, records, identity):
     import sqlite3
 
     from core.store.embedded import EmbeddedStore
 
     recs, vectors = records(["a.jpg"])
     store = EmbeddedStore(tmp_path / "data")
-    store.initialize(IDENTITY)
+    store.initialize(identity)
     store.upsert(recs, vectors)
     store.finish()
     db = sqlite3.connect(tmp_path / "data" / "index.sqlite3")
@@ -186,7 +157,7 @@ def test_a_side_table_from_before_labels_is_migrated(tmp_path):
     store.close()
 
 
-def test_a_version_1_side_index_is_migrated(tmp_path, request):
+def test_a_version_1_side_index_is_migrated(request, records, identity):
     """Version 1: no labels, words searched by wildcards in `words`; its documents are rewritten once."""
     from elasticsearch import Elasticsearch
 
@@ -195,7 +166,7 @@ def test_a_version_1_side_index_is_migrated(tmp_path, request):
     recs, vectors = records(["a.jpg"])
     url = request.getfixturevalue("es_url")
     store = ElasticStore(url, request.getfixturevalue("es_alias"))
-    store.initialize(IDENTITY)
+    store.initialize(identity)
     store.upsert(recs, vectors)
     store.finish()
     keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}

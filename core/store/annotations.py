@@ -1,46 +1,41 @@
 """Tags and photo metadata of each image, kept beside the index and keyed by image id.
 
 An image id follows the image through renames, moves and re-indexing (core/store/base.py), so its tags do
-too. Like the "not duplicates" decisions (decisions.py) this is data that changes after indexing, so it
-never touches a vector (issue 11's foundations):
-- embedded store: a table `annotations` in the same SQLite file, written through a connection of its own;
-- Elasticsearch: a side index `<alias>-annotations`, one whole document per image, written through the
-  store's client (a partial update of an image document would lose its vector).
+too. Like the "not duplicates" decisions (decisions.py) this is side data (core/store/side.py): on the
+embedded store a table `annotations` in the index's SQLite file; on Elasticsearch a side index
+`<alias>-annotations`, one whole document per image.
 
 Labels are the names VGG16's own ImageNet classifier gives an image (set_labels, written by the labelling
 pass): stored apart from the user's tags, matched by words search like them. An image is "labelled" once
 set_labels has written it, even with no label (nothing above the confidence); `unlabelled` lists the others.
 
-Besides tags and metadata each row keeps `words`: the folded (core.paths.fold) names and folders of the
-image as of its last indexing, its tags, labels and camera, joined by newlines. Words-only searches select
-candidates there (fast on both backends) and the engine checks them against the current records, so a
-stale name can cost a match until the next indexing run, never give a wrong one.
+Besides tags and metadata each row keeps the folded (core.paths.fold) names and folders of the image as of
+its last indexing. Words-only searches select candidates by them and its tags, labels and camera (embedded:
+`words`, those texts joined by newlines; Elasticsearch: `suffixes`, see ElasticAnnotations), and the engine
+checks them against the current records, so a stale name can cost a match until the next indexing run,
+never give a wrong one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import INVALID, UserError
 from core.metadata import PhotoMetadata
 from core.paths import fold, query_words, words_match
 from core.store.base import ImageRecord, StoreError, VectorStore
+from core.store.side import SideIndex, SideTable, side_index, side_table
 
 log = logging.getLogger(__name__)
 
 SIDE_INDEX_SUFFIX = "-annotations"
 SEPARATOR = "\n"  # between folded fields in `words`: a word holding it never matches (query_words splits on it)
-WRITE_TIMEOUT_S = 120.0
 PAGE = 1000
 # `labels`: a JSON list, NULL while the image was never labelled. Tables written before labels existed get
 # the column by migration (EmbeddedAnnotations._migrate), so it comes last in both.
@@ -273,9 +268,10 @@ def search_words(store: VectorStore, annotations: Annotations, text: str | None,
 def annotations_for(store: VectorStore) -> Annotations:
     """The annotations kept beside `store` (an EmbeddedStore or an ElasticStore). Raises StoreError."""
     if store.backend == "embedded":
-        return EmbeddedAnnotations(Path(store.data_dir) / "index.sqlite3")  # type: ignore[attr-defined]
+        return EmbeddedAnnotations(side_table(store, [TABLE_SQL, INDEX_SQL]))
     if store.backend == "elasticsearch":
-        return ElasticAnnotations(store)
+        return ElasticAnnotations(side_index(store, SIDE_INDEX_SUFFIX, FIELDS, VERSION, source_excludes=["suffixes"],
+                                             on_open=_migrate))
     raise StoreError(f"no annotations for a {store.backend!r} index")
 
 
@@ -385,35 +381,27 @@ class _Base:
 
 
 class EmbeddedAnnotations(_Base):
-    """Annotations in the table `annotations` of the embedded index's SQLite file.
+    """Annotations in the table `annotations` of the embedded index's SQLite file (a SideTable).
 
     Searches scan an in-memory copy of each row's words, date and camera, newest first (matching in memory
     beats scanning the table's pages: bench/text_search.py), reloaded when any connection has written.
     """
 
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._lock = threading.Lock()
+    def __init__(self, table: SideTable):
+        self.table = table
         self._rows: tuple[list[str], list[str | None], list[str], list[str]] | None = None
         self._rows_version: int | None = None
-        with self._sqlite("open the annotations"):
-            self._db = sqlite3.connect(db_path, check_same_thread=False, timeout=30, isolation_level=None)
-            self._db.execute(TABLE_SQL)
-            self._db.execute(INDEX_SQL)
-            self._migrate()
-
-    def _migrate(self) -> None:
-        """Add the `labels` column to a table written before labels existed (its rows: never labelled)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(annotations)")}
-        if "labels" not in columns:
-            self._db.execute("ALTER TABLE annotations ADD COLUMN labels TEXT")
+        with table.writing("migrate the annotations") as db:
+            # A table written before labels existed gets their column (its rows: never labelled).
+            if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
+                db.execute("ALTER TABLE annotations ADD COLUMN labels TEXT")
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._lock, self._sqlite("read the annotations"):
-            rows = self._db.execute(
+        with self.table.reading("read the annotations") as db:
+            rows = db.execute(
                 "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words, labels FROM annotations "
                 f"WHERE id IN ({marks})", ids).fetchall()
         return {row[0]: _from_row(row) for row in rows}
@@ -422,31 +410,25 @@ class EmbeddedAnnotations(_Base):
         values = [(i, json.dumps(a.tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
                    json.dumps(a.path_words), a.words(), json.dumps(a.labels) if a.labelled else None)
                   for i, a in rows.items()]
-        with self._lock, self._sqlite("write the annotations"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) "
-                                     f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.table.writing("write the annotations") as db:
+            db.executemany(f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
             self._rows = None  # data_version does not change for this connection's own writes
 
     def tag_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
-        with self._lock, self._sqlite("read the tags"):
-            for (tags,) in self._db.execute("SELECT tags FROM annotations WHERE tags != '[]'"):
+        with self.table.reading("read the tags") as db:
+            for (tags,) in db.execute("SELECT tags FROM annotations WHERE tags != '[]'"):
                 counts.update(json.loads(tags))
         return dict(counts)
 
     def metadata_ids(self) -> set[str]:
-        with self._lock, self._sqlite("read the annotations"):
-            return {row[0] for row in self._db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
+        with self.table.reading("read the annotations") as db:
+            return {row[0] for row in db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
 
     def forget(self, ids: Iterable[str]) -> None:
-        with self._lock, self._sqlite("forget annotations"):
-            self._db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
+        with self.table.writing("forget annotations") as db:
+            db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
             self._rows = None
 
     def _select(self, words, after, before, camera, limit, offset, full):
@@ -467,96 +449,69 @@ class EmbeddedAnnotations(_Base):
 
     def _searchable(self) -> tuple[list[str], list[str | None], list[str], list[str]]:
         """Ids, taken_local, words and folded camera of every row, newest first (undated last)."""
-        with self._lock, self._sqlite("search the annotations"):
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        with self.table.reading("search the annotations") as db:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
             if self._rows is None or version != self._rows_version:
-                rows = self._db.execute("SELECT id, taken_local, words, camera FROM annotations "
-                                        "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
+                rows = db.execute("SELECT id, taken_local, words, camera FROM annotations "
+                                  "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
                 self._rows = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                               [fold(r[3]) if r[3] else "" for r in rows])
                 self._rows_version = version
             return self._rows
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _sqlite(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot {action} in {self.db_path}: {exc}") from exc
+        self.table.close()
 
 
 class ElasticAnnotations(_Base):
-    """Annotations in the side index `<alias>-annotations`, one document per image id (its _id).
+    """Annotations in the side index `<alias>-annotations` (a SideIndex), one document per image id (its _id).
 
     Words are matched as substrings without a leading-wildcard query (which walks every term of the field:
     41-80 ms at 100k images, bench/text_search.py): each document carries `suffixes`, every suffix of each
     of its folded texts (names, folders, tags, labels, camera), computed in Python, and a word is a
     substring of a text exactly when it is a prefix of one of its suffixes, which a `prefix` query finds by
     seeking the term dictionary. The test server has no analysis plugins, so no n-gram analyser is needed.
-    Side indices of version 1 (before labels and suffixes) are migrated once when first opened.
+    Side indices of version 1 (before labels and suffixes) are migrated once when first opened (_migrate).
     """
 
-    def __init__(self, store: Any):
-        self._store = store
-        self._es = store._es
-        self._writer = store._es.options(request_timeout=WRITE_TIMEOUT_S)
-        self.index = f"{store.alias}{SIDE_INDEX_SUFFIX}"
-        self._created = False
+    def __init__(self, side: SideIndex):
+        self.side = side
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
             return {}
-        with self._store._guard("read the annotations"):
-            if not self._exists():
+        with self.side.guard("read the annotations"):
+            if not self.side.exists():
                 return {}
-            docs = self._es.mget(index=self.index, ids=ids, source_excludes=["suffixes"])["docs"]
+            docs = self.side.es.mget(index=self.side.name, ids=ids, source_excludes=["suffixes"])["docs"]
         return {d["_id"]: _from_doc(d["_source"]) for d in docs if d.get("found")}
 
     def _write(self, rows: dict[str, Annotation]) -> None:
-        from elasticsearch import helpers
-
-        with self._store._guard("write the annotations"):
-            self._create()
-            actions = ({"_op_type": "index", "_index": self.index, "_id": i, "_source": _doc(i, a)}
-                       for i, a in rows.items())
-            # refresh: a tag is visible to the next search at once, in any process.
-            _, errors = helpers.bulk(self._writer, actions, chunk_size=500, raise_on_error=False, refresh=True)
-        if errors:
-            raise StoreError(f"Elasticsearch could not write {len(errors)} annotations in {self.index!r}")
+        with self.side.guard("write the annotations"):
+            self.side.create()
+            # Refreshed: a tag is visible to the next search at once, in any process.
+            self.side.write(((i, _doc(i, a)) for i, a in rows.items()), "annotations")
 
     def tag_counts(self) -> dict[str, int]:
-        with self._store._guard("read the tags"):
-            if not self._exists():
+        with self.side.guard("read the tags"):
+            if not self.side.exists():
                 return {}
-            response = self._es.search(index=self.index, size=0, aggs={
+            response = self.side.es.search(index=self.side.name, size=0, aggs={
                 "tags": {"terms": {"field": "tags", "size": 65_536}}})
         return {b["key"]: b["doc_count"] for b in response["aggregations"]["tags"]["buckets"]}
 
     def metadata_ids(self) -> set[str]:
-        from elasticsearch import helpers
-
-        query = {"_source": False, "query": {"exists": {"field": "taken_source"}}}
-        with self._store._guard("read the annotations"):
-            if not self._exists():
+        with self.side.guard("read the annotations"):
+            if not self.side.exists():
                 return set()
-            return {hit["_id"] for hit in helpers.scan(self._es, index=self.index, query=query, size=5000,
-                                                         scroll="2m")}
+            return {hit["_id"] for hit in self.side.scan({"_source": False,
+                                                          "query": {"exists": {"field": "taken_source"}}})}
 
     def forget(self, ids: Iterable[str]) -> None:
-        from elasticsearch import helpers
-
         ids = list(ids)
-        if not ids:
-            return
-        with self._store._guard("forget annotations"):
-            if not self._exists():
-                return
-            helpers.bulk(self._writer, ({"_op_type": "delete", "_index": self.index, "_id": i} for i in ids),
-                         raise_on_error=False, refresh=True)
+        with self.side.guard("forget annotations"):
+            if ids and self.side.exists():
+                self.side.delete(ids)
 
     def _select(self, words, after, before, camera, limit, offset, full):
         conditions: list[dict[str, Any]] = [{"prefix": {"suffixes": w}} for w in words or ()]
@@ -566,9 +521,9 @@ class ElasticAnnotations(_Base):
             bounds = {**({"gte": after} if after else {}), **({"lte": before} if before else {})}
             conditions.append({"range": {"taken_local": bounds}})
         # Deep pages use search_after past 10,000 (from + size is capped by index.max_result_window).
-        with self._store._guard("search the annotations"):
-            if not self._exists():
-                return []
+        with self.side.guard("search the annotations"):
+            if not self.side.exists():
+                return {}
             found: dict[str, Annotation | None] = {}
             after_key = None
             skip = offset
@@ -581,7 +536,7 @@ class ElasticAnnotations(_Base):
                     "track_total_hits": False}
                 if after_key is not None:
                     body["search_after"] = after_key
-                hits = self._es.search(index=self.index, **body)["hits"]["hits"]
+                hits = self.side.es.search(index=self.side.name, **body)["hits"]["hits"]
                 if not hits:
                     break
                 after_key = hits[-1]["sort"]
@@ -595,46 +550,16 @@ class ElasticAnnotations(_Base):
     def close(self) -> None:
         """Nothing to release: the client belongs to the store."""
 
-    def _exists(self) -> bool:
-        """Whether the side index exists (once it does, it is at VERSION: older ones are migrated here)."""
-        if not self._created:
-            self._created = bool(self._es.indices.exists(index=self.index))
-            if self._created:
-                self._migrate()
-        return self._created
 
-    def _migrate(self) -> None:
-        """Bring a side index of an older version to VERSION: map the new fields (allowed on a live index;
-        "dynamic": "strict" refuses them until then) and rewrite every document whole, from its _source."""
-        from elasticsearch import helpers
-
-        mapping = self._es.indices.get_mapping(index=self.index)
-        meta = next(iter(mapping.values()))["mappings"].get("_meta") or {}
-        if meta.get("version", 1) >= VERSION:
-            return
-        log.info("migrating the annotations in %s to version %d", self.index, VERSION)
-        self._writer.indices.put_mapping(index=self.index, properties=FIELDS, meta={"version": VERSION})
-        docs = helpers.scan(self._es, index=self.index, query={"query": {"match_all": {}}}, size=1000, scroll="5m")
-        actions = ({"_op_type": "index", "_index": self.index, "_id": d["_id"],
-                    "_source": _doc(d["_id"], _from_doc(d["_source"]))} for d in docs)
-        _, errors = helpers.bulk(self._writer, actions, chunk_size=500, raise_on_error=False, refresh=True)
-        if errors:
-            raise StoreError(f"Elasticsearch could not migrate {len(errors)} annotations in {self.index!r}")
-
-    def _create(self) -> None:
-        from elasticsearch import ApiError
-
-        if self._exists():
-            return
-        try:
-            self._writer.indices.create(
-                index=self.index, mappings={"dynamic": "strict", "_meta": {"version": VERSION}, "properties": FIELDS,
-                                            "_source": {"excludes": ["suffixes"]}},  # only searched, never read
-                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
-        except ApiError as exc:
-            if exc.error != "resource_already_exists_exception":  # another process made it first
-                raise
-        self._created = True
+def _migrate(side: SideIndex, version: int) -> None:
+    """Bring a side index of an older version to VERSION: map the new fields (allowed on a live index;
+    "dynamic": "strict" refuses them until then) and rewrite every document whole, from its _source."""
+    if version >= VERSION:
+        return
+    log.info("migrating the annotations in %s from version %d to %d", side.name, version, VERSION)
+    side.put_mapping()
+    side.write(((d["_id"], _doc(d["_id"], _from_doc(d["_source"]))) for d in side.scan({"query": {"match_all": {}}})),
+               "annotations")
 
 
 def _from_row(row: tuple) -> Annotation:
