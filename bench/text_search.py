@@ -173,13 +173,17 @@ def main() -> None:
                         "filled with -n records are reused (its annotations are written again)")
     parser.add_argument("--keep", action="store_true", help="keep the Elasticsearch indices after the run")
     parser.add_argument("--no-embedded", action="store_true", help="skip the embedded store")
+    parser.add_argument("--no-fill", action="store_true", help="Elasticsearch: only measure the queries on "
+                        "--es-alias as an earlier run with --keep left it (A/B runs of two versions, interleaved)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Python scan baseline")
     args = parser.parse_args()
     records, metadata, tags = library(args.n)
     result = {"n": args.n, "k": K, "repeats": args.repeats, "cpu": cpu_name(), "python": platform.python_version(),
               "queries": {name: dict(zip(("text", "after", "before", "camera"), q, strict=True))
                           for name, q in QUERIES.items()}}
-    log("baseline: plain Python scan")
-    result["baseline_python_scan"] = baseline(records, metadata, tags, max(3, args.repeats // 4))
+    if not args.no_baseline:
+        log("baseline: plain Python scan")
+        result["baseline_python_scan"] = baseline(records, metadata, tags, max(3, args.repeats // 4))
     if not args.no_embedded:
         from core.store.embedded import EmbeddedStore
 
@@ -197,17 +201,18 @@ def main() -> None:
         store = ElasticStore(args.es_url, alias)
         try:
             reuse = store.identity is not None and store.count() == args.n
-            # The annotations are written anew even then: their side index is what is measured.
-            log(f"elasticsearch: {'annotations of ' + alias if reuse else 'filling'}")
-            drop(args.es_url, alias + SIDE_INDEX_SUFFIX)
-            result["elasticsearch_fill_s"] = round(fill(store, records, metadata, tags, vectors=not reuse), 1)
+            if not (reuse and args.no_fill):
+                # The annotations are written anew even when the records are reused: they are what is measured.
+                log(f"elasticsearch: {'annotations of ' + alias if reuse else 'filling'}")
+                drop(args.es_url, alias + SIDE_INDEX_SUFFIX)
+                result["elasticsearch_fill_s"] = round(fill(store, records, metadata, tags, vectors=not reuse), 1)
             result["elasticsearch"] = bench_store(store, args.repeats)
         finally:
             store.close()
             if not args.keep:
                 drop(args.es_url, alias)
     for backend in ("embedded", "elasticsearch"):
-        if backend in result:
+        if backend in result and "baseline_python_scan" in result:
             result[f"{backend}_p50_ratio_to_baseline"] = {
                 name: round(result[backend][name]["p50_ms"] / max(result["baseline_python_scan"][name]["p50_ms"],
                                                                    1e-3), 3) for name in QUERIES}
