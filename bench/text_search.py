@@ -2,6 +2,8 @@
 
     python bench/text_search.py                                  # embedded only
     python bench/text_search.py --es-url http://127.0.0.1:9200   # and Elasticsearch (a fresh alias, dropped after)
+    python bench/text_search.py --es-url URL --no-embedded --es-alias NAME --keep   # keep NAME's records:
+                                                                 # later runs with the same NAME reuse them
 
 Synthetic library: N records under 1,000 folders with names `IMG_<n>.jpg`, each annotated (core/store/
 annotations.py) with a date taken spread over ten years, one of 20 cameras, and, on every 10th image, one
@@ -70,15 +72,17 @@ def library(n: int) -> tuple[list[ImageRecord], dict[str, PhotoMetadata], dict[s
     return records, metadata, tags
 
 
-def fill(store, records, metadata, tags) -> float:
+def fill(store, records, metadata, tags, vectors: bool = True) -> float:
+    """Write the records (unless not `vectors`: they are there already) and their annotations; seconds."""
     started = time.perf_counter()
     store.initialize(IDENTITY)
     notes = annotations_for(store)
-    vectors = np.random.default_rng(1).standard_normal((len(records), IDENTITY.dims)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    values = np.random.default_rng(1).standard_normal((len(records), IDENTITY.dims)).astype(np.float32)
+    values /= np.linalg.norm(values, axis=1, keepdims=True)
     for start in range(0, len(records), BATCH):
         chunk = records[start:start + BATCH]
-        store.upsert(chunk, vectors[start:start + BATCH])
+        if vectors:
+            store.upsert(chunk, values[start:start + BATCH])
         notes.put_records(chunk, {r.id: metadata[r.id] for r in chunk})
         log(f"  {start + len(chunk)}/{len(records)}")
     by_tag: dict[str, list[str]] = {}
@@ -140,6 +144,16 @@ def baseline(records, metadata, tags, repeats: int) -> dict:
     return {name: timed(lambda: scan(*q), repeats) for name, q in QUERIES.items()}  # noqa: B023
 
 
+def drop(url: str, alias: str) -> None:
+    """Delete the indices of `alias` (the server refuses wildcard deletes)."""
+    from elasticsearch import Elasticsearch
+
+    with Elasticsearch(url, request_timeout=60) as es:
+        names = list(es.indices.get(index=f"{alias},{alias}-*", ignore_unavailable=True, allow_no_indices=True))
+        if names:
+            es.indices.delete(index=names, ignore_unavailable=True)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -155,41 +169,50 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100_000, help="records (default 100000)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--es-url", help="also benchmark Elasticsearch at this URL (a fresh alias, dropped after)")
+    parser.add_argument("--es-alias", help="the alias to use (default: a fresh one); the records of one already "
+                        "filled with -n records are reused (its annotations are written again)")
+    parser.add_argument("--keep", action="store_true", help="keep the Elasticsearch indices after the run")
+    parser.add_argument("--no-embedded", action="store_true", help="skip the embedded store")
+    parser.add_argument("--no-fill", action="store_true", help="Elasticsearch: only measure the queries on "
+                        "--es-alias as an earlier run with --keep left it (A/B runs of two versions, interleaved)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Python scan baseline")
     args = parser.parse_args()
     records, metadata, tags = library(args.n)
     result = {"n": args.n, "k": K, "repeats": args.repeats, "cpu": cpu_name(), "python": platform.python_version(),
               "queries": {name: dict(zip(("text", "after", "before", "camera"), q, strict=True))
                           for name, q in QUERIES.items()}}
-    log("baseline: plain Python scan")
-    result["baseline_python_scan"] = baseline(records, metadata, tags, max(3, args.repeats // 4))
-    from core.store.embedded import EmbeddedStore
+    if not args.no_baseline:
+        log("baseline: plain Python scan")
+        result["baseline_python_scan"] = baseline(records, metadata, tags, max(3, args.repeats // 4))
+    if not args.no_embedded:
+        from core.store.embedded import EmbeddedStore
 
-    with tempfile.TemporaryDirectory() as folder:
-        store = EmbeddedStore(folder)
-        log("embedded: filling")
-        result["embedded_fill_s"] = round(fill(store, records, metadata, tags), 1)
-        result["embedded"] = bench_store(store, args.repeats)
-        store.close()
+        with tempfile.TemporaryDirectory() as folder:
+            store = EmbeddedStore(folder)
+            log("embedded: filling")
+            result["embedded_fill_s"] = round(fill(store, records, metadata, tags), 1)
+            result["embedded"] = bench_store(store, args.repeats)
+            store.close()
     if args.es_url:
-        from elasticsearch import Elasticsearch
-
+        from core.store.annotations import SIDE_INDEX_SUFFIX
         from core.store.elastic import ElasticStore
 
-        alias = f"bench-text-{uuid.uuid4().hex[:8]}"
+        alias = args.es_alias or f"bench-text-{uuid.uuid4().hex[:8]}"
         store = ElasticStore(args.es_url, alias)
         try:
-            log("elasticsearch: filling")
-            result["elasticsearch_fill_s"] = round(fill(store, records, metadata, tags), 1)
+            reuse = store.identity is not None and store.count() == args.n
+            if not (reuse and args.no_fill):
+                # The annotations are written anew even when the records are reused: they are what is measured.
+                log(f"elasticsearch: {'annotations of ' + alias if reuse else 'filling'}")
+                drop(args.es_url, alias + SIDE_INDEX_SUFFIX)
+                result["elasticsearch_fill_s"] = round(fill(store, records, metadata, tags, vectors=not reuse), 1)
             result["elasticsearch"] = bench_store(store, args.repeats)
         finally:
             store.close()
-            with Elasticsearch(args.es_url, request_timeout=60) as es:
-                names = list(es.indices.get(index=f"{alias},{alias}-*", ignore_unavailable=True,
-                                            allow_no_indices=True))
-                if names:
-                    es.indices.delete(index=names, ignore_unavailable=True)
+            if not args.keep:
+                drop(args.es_url, alias)
     for backend in ("embedded", "elasticsearch"):
-        if backend in result:
+        if backend in result and "baseline_python_scan" in result:
             result[f"{backend}_p50_ratio_to_baseline"] = {
                 name: round(result[backend][name]["p50_ms"] / max(result["baseline_python_scan"][name]["p50_ms"],
                                                                    1e-3), 3) for name in QUERIES}

@@ -342,9 +342,9 @@ def photo_filter(args) -> PhotoFilter:
 
 
 def annotation_json(note) -> dict:
-    """`tags`, `taken` (ISO 8601) and `camera` of a result, beside record_json's fields."""
-    return {"tags": list(note.tags), "taken": note.taken, "camera": note.camera} if note else \
-        {"tags": [], "taken": None, "camera": None}
+    """`tags`, `labels`, `taken` (ISO 8601) and `camera` of a result, beside record_json's fields."""
+    return {"tags": list(note.tags), "labels": list(note.labels), "taken": note.taken, "camera": note.camera} \
+        if note else {"tags": [], "labels": [], "taken": None, "camera": None}
 
 
 def print_words_results(engine, text: str | None, records, as_json: bool) -> None:

@@ -16,6 +16,12 @@ undo names the trashed files to restore by hand. Moved files are always moved ba
 Journal: JSON lines in `journal_dir/actions.jsonl`, one per file acted on, written (and fsync'ed) right
 after the file's action; an `{"undone": batch}` line closes an undone batch. A trash entry keeps the
 image's vector (float32, base64), so undo re-adds the image to the index without the model or a rescan.
+
+Side data (tags, labels, photo metadata: core/store/annotations.py) follows the image, as the index record
+does. The image id stays through a move, so its tags stay; the annotations' copy of its names and folders
+(what words-only search selects on) is refreshed to the new paths, and back on undo. A trash that takes the
+image's last path deletes its record, so its annotation is deleted too (a tag count never counts trashed
+images); the trash entry keeps that annotation, and undo puts it back with the record.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import shutil
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +44,7 @@ import numpy as np
 
 from core.duplicates import Group
 from core.paths import display_path
+from core.store.annotations import Annotation, Annotations, annotations_for
 from core.store.base import ImageRecord, VectorStore
 
 JOURNAL_NAME = "actions.jsonl"
@@ -129,17 +137,18 @@ def execute(
     cancel: threading.Event | None = None,
 ) -> Result:
     """Carry out `plan`, one image at a time: check that each path is unchanged since the scan, act on it,
-    update the index (trashed: deleted; moved: its paths replaced), write the journal line.
+    update the index (trashed: deleted; moved: its paths replaced) and the image's annotations (see the
+    module's docstring), write the journal line.
 
     Failures of one file (changed, missing, permission, destination exists) are reported in
-    `Result.skipped` and cost no other file. Raises StoreError when the index cannot be updated (the file
-    already acted on is in the journal, so undo can still bring it back), OSError when the journal cannot
-    be written (before anything else is done).
+    `Result.skipped` and cost no other file. Raises StoreError when the index or the annotations cannot be
+    updated (the file already acted on is in the journal, so undo can still bring it back), OSError when
+    the journal cannot be written (before anything else is done).
     """
     journal = _journal_path(journal_dir)
     batch = uuid.uuid4().hex
     result = Result()
-    with open(journal, "a", encoding="utf-8") as out:
+    with open(journal, "a", encoding="utf-8") as out, _annotations(store) as notes:
         for n, record in enumerate(plan.records):
             if cancel is not None and cancel.is_set():
                 result.cancelled = True
@@ -148,9 +157,9 @@ def execute(
             if changed:
                 result.skipped += [(p, changed) for p in record.paths]
             elif plan.action == "trash":
-                _trash(record, store, batch, out, result)
+                _trash(record, store, notes, batch, out, result)
             else:
-                _move(record, plan, store, batch, out, result)
+                _move(record, plan, store, notes, batch, out, result)
             if progress is not None:
                 progress(n + 1, len(plan.records))
     store.finish()
@@ -159,8 +168,9 @@ def execute(
 
 def undo_last(journal_dir: str | Path, store: VectorStore) -> Result:
     """Undo the last batch of actions not yet undone: moved files go back; on Linux, trashed files come back
-    from the freedesktop.org trash; the index gets their records (and vectors) back. A file whose original
-    path is taken again, or that is no longer where the action put it, is skipped with the reason.
+    from the freedesktop.org trash; the index gets their records (and vectors) back, and the annotations
+    their tags, labels and metadata. A file whose original path is taken again, or that is no longer where
+    the action put it, is skipped with the reason.
     Returns an empty Result when there is nothing to undo. Raises StoreError, OSError (the journal)."""
     journal = _journal_path(journal_dir)
     entries = _read_journal(journal)
@@ -170,12 +180,13 @@ def undo_last(journal_dir: str | Path, store: VectorStore) -> Result:
     if not batches:
         return result
     last = batches[-1]
-    for entry in reversed([e for e in entries if e.get("batch") == last]):
-        record = ImageRecord.from_dict(entry["record"])
-        if entry["action"] == "move":
-            _unmove(record, entry["moved"], store, result)
-        else:
-            _untrash(record, entry, store, result)
+    with _annotations(store) as notes:
+        for entry in reversed([e for e in entries if e.get("batch") == last]):
+            record = ImageRecord.from_dict(entry["record"])
+            if entry["action"] == "move":
+                _unmove(record, entry["moved"], store, notes, result)
+            else:
+                _untrash(record, entry, store, notes, result)
     with open(journal, "a", encoding="utf-8") as out:
         _write(out, {"undone": last, "time": _now()})
     store.finish()
@@ -199,10 +210,20 @@ def _changed(record: ImageRecord) -> str | None:
     return None
 
 
-def _trash(record: ImageRecord, store: VectorStore, batch: str, out, result: Result) -> None:
+@contextmanager
+def _annotations(store: VectorStore) -> Iterator[Annotations]:
+    notes = annotations_for(store)
+    try:
+        yield notes
+    finally:
+        notes.close()
+
+
+def _trash(record: ImageRecord, store: VectorStore, notes: Annotations, batch: str, out, result: Result) -> None:
     from send2trash import send2trash
 
     vector = store.vector(record.id)
+    note = notes.get_many([record.id]).get(record.id)  # read before the file goes: undo puts it back
     trashed = []
     for path in record.paths:
         try:
@@ -213,17 +234,21 @@ def _trash(record: ImageRecord, store: VectorStore, batch: str, out, result: Res
         trashed.append(path)
     if not trashed:
         return
-    _update_index(store, record, [p for p in record.paths if p not in trashed])
+    kept = _update_index(store, record, [p for p in record.paths if p not in trashed])
     entry = {"batch": batch, "time": _now(), "action": "trash", "record": record.to_dict(), "trashed": trashed}
     if vector is not None:
         entry["vector"] = base64.b64encode(np.asarray(vector, np.float32).tobytes()).decode("ascii")
+    if note is not None:
+        entry["annotation"] = note.to_dict()
     _write(out, entry)
+    _follow(notes, record.id, kept)
     result.done += trashed
     if len(trashed) == len(record.paths):
         result.bytes += record.size
 
 
-def _move(record: ImageRecord, plan: Plan, store: VectorStore, batch: str, out, result: Result) -> None:
+def _move(record: ImageRecord, plan: Plan, store: VectorStore, notes: Annotations, batch: str, out,
+          result: Result) -> None:
     moved: dict[str, str] = {}
     for path in record.paths:
         target = plan.destination(path)
@@ -239,25 +264,39 @@ def _move(record: ImageRecord, plan: Plan, store: VectorStore, batch: str, out, 
         moved[path] = target
     if not moved:
         return
-    _update_index(store, record, [moved.get(p, p) for p in record.paths])
+    updated = _update_index(store, record, [moved.get(p, p) for p in record.paths])
     _write(out, {"batch": batch, "time": _now(), "action": "move", "record": record.to_dict(), "moved": moved})
+    _follow(notes, record.id, updated)
     result.done += list(moved)
     if len(moved) == len(record.paths):
         result.bytes += record.size
 
 
-def _update_index(store: VectorStore, record: ImageRecord, paths: list[str]) -> None:
-    """The record with these paths (re-stat'ed: a rename changes the change time), or deleted if none."""
+def _update_index(store: VectorStore, record: ImageRecord, paths: list[str]) -> ImageRecord | None:
+    """The record with these paths (re-stat'ed: a rename changes the change time), or deleted if none.
+    Returns the record as now indexed, or None when it was deleted."""
     if not paths:
         store.delete([record.id])
-        return
+        return None
     st = os.stat(paths[0])
-    store.update([replace(record, paths=tuple(paths), ctime_ns=st.st_ctime_ns, inode=st.st_ino)])
+    updated = replace(record, paths=tuple(paths), ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+    store.update([updated])
+    return updated
+
+
+def _follow(notes: Annotations, image_id: str, record: ImageRecord | None) -> None:
+    """The annotations in step with the index: the record's current names and folders, or none when the
+    record was deleted."""
+    if record is None:
+        notes.forget([image_id])
+    else:
+        notes.put_records([record], {})
 
 
 # -- undoing --------------------------------------------------------------------------------------------
 
-def _unmove(record: ImageRecord, moved: dict[str, str], store: VectorStore, result: Result) -> None:
+def _unmove(record: ImageRecord, moved: dict[str, str], store: VectorStore, notes: Annotations,
+            result: Result) -> None:
     back = []
     for original, target in moved.items():
         if os.path.lexists(original):
@@ -278,12 +317,12 @@ def _unmove(record: ImageRecord, moved: dict[str, str], store: VectorStore, resu
         current = store.get(record.id)
         if current is not None:
             returned = {moved[original]: original for original in back}
-            _update_index(store, current, [returned.get(p, p) for p in current.paths])
+            _follow(notes, record.id, _update_index(store, current, [returned.get(p, p) for p in current.paths]))
         result.done += back
         result.bytes += record.size
 
 
-def _untrash(record: ImageRecord, entry: dict, store: VectorStore, result: Result) -> None:
+def _untrash(record: ImageRecord, entry: dict, store: VectorStore, notes: Annotations, result: Result) -> None:
     trashed = entry["trashed"]
     if not sys.platform.startswith("linux"):
         result.skipped += [(p, "restore it from the system trash") for p in trashed]
@@ -312,8 +351,13 @@ def _untrash(record: ImageRecord, entry: dict, store: VectorStore, result: Resul
     if "vector" in entry:
         vector = np.frombuffer(base64.b64decode(entry["vector"]), np.float32).reshape(1, -1)
         st = os.stat(back[0])
-        store.upsert([replace(record, paths=tuple(p for p in record.paths if p in back or os.path.lexists(p)),
-                              ctime_ns=st.st_ctime_ns, inode=st.st_ino)], vector)
+        restored = replace(record, paths=tuple(p for p in record.paths if p in back or os.path.lexists(p)),
+                           ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+        store.upsert([restored], vector)
+        # The annotation as it was before the trash, unless the image kept one (only some of its paths went).
+        if "annotation" in entry and not notes.get_many([record.id]):
+            notes.put({record.id: Annotation.from_dict(entry["annotation"])})
+        _follow(notes, record.id, restored)
     result.done += back
     result.bytes += record.size
 

@@ -1,4 +1,7 @@
-"""The selected result up close: the details panel (a dock beside the grid) and the quick look (Space)."""
+"""The selected result up close: the details panel (a dock beside the grid) and the quick look (Space).
+
+The panel shows the image's tags in an editor (desktop/tags.py) and its classifier labels apart from them,
+once set_engine has given it an engine and a worker to read and write them with."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
 from core.images import ImageError, load_image
 from core.store import Hit
 from desktop import files
+from desktop.tags import Call, TagEditor, set_known
 from desktop.thumbnails import pil_to_qimage
 from desktop.worker import WORKER_NICE, Worker
 
@@ -37,7 +41,10 @@ def modified_text(mtime_ns: int) -> str:
 
 
 class DetailsPanel(QDockWidget):
-    """Preview (the result's thumbnail), name, folder, file size, pixel size, modification date, similarity."""
+    """Preview (the result's thumbnail), name, folder, file size, pixel size, modification date, similarity,
+    classifier labels, and the tags (editable)."""
+
+    tags_saved = Signal(str, list)  # image id, its tags as stored
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Details", parent)
@@ -47,15 +54,23 @@ class DetailsPanel(QDockWidget):
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumHeight(170)
-        self.fields = {key: QLabel() for key in ("name", "folder", "size", "dimensions", "modified", "score")}
+        self.fields = {key: QLabel() for key in ("name", "folder", "size", "dimensions", "modified", "score",
+                                                 "labels")}
         form = QFormLayout()
-        for key, label in zip(self.fields, ("Name", "Folder", "File size", "Dimensions", "Modified", "Similarity"),
-                              strict=True):
+        for key, label in zip(self.fields, ("Name", "Folder", "File size", "Dimensions", "Modified", "Similarity",
+                                            "Labels"), strict=True):
             field = self.fields[key]
             field.setWordWrap(True)
             if key != "folder":  # (its break points would be copied too: Copy Path in the grid's menu copies it)
                 field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(label, field)
+        self.tag_editor = TagEditor()
+        self.tag_editor.setEnabled(False)  # until the image's tags are read
+        self.tag_editor.edited.connect(self._save_tags)
+        form.addRow("Tags", self.tag_editor)
+        self._engine = None
+        self._call: Call | None = None
+        self._image_id: str | None = None
         self.empty = QLabel("Select a result to see its details.")
         self.empty.setWordWrap(True)
         body = QWidget()
@@ -68,15 +83,26 @@ class DetailsPanel(QDockWidget):
         self.setWidget(body)
         self.show_hit(None, None)
 
+    def set_engine(self, engine, call: Call | None) -> None:
+        """The engine whose tags and labels the panel shows and edits, and `call` (a Worker.call) to run its
+        calls off the GUI thread; None, None while no index is open (the editor is disabled)."""
+        self._engine, self._call = engine, call
+        self._image_id = None
+        self.tag_editor.setEnabled(False)
+
     def show_hit(self, hit: Hit | None, thumbnail: QPixmap | None) -> None:
         """The result to describe (None: nothing selected); `thumbnail` may arrive later (show_hit again)."""
         self.empty.setVisible(hit is None)
         self.preview.setVisible(hit is not None)
+        self.tag_editor.setVisible(hit is not None)
         if hit is None:
             for field in self.fields.values():
                 field.clear()
+            self._image_id = None
             return
         record = hit.record
+        if record.id != self._image_id:
+            self._read_tags(record.id)
         self.preview.setPixmap(thumbnail if thumbnail is not None else QPixmap())
         self.preview.setText("" if thumbnail is not None else "…")
         self.fields["name"].setText(record.name)
@@ -87,6 +113,53 @@ class DetailsPanel(QDockWidget):
         self.fields["modified"].setText(modified_text(record.mtime_ns))
         self.fields["score"].setText(f"{hit.score:.3f}")
         self.setToolTip(record.path)
+
+    def reload_tags(self) -> None:
+        """Read the shown image's tags and labels again (after they were changed elsewhere: Tags…, the API)."""
+        if self._image_id is not None:
+            self._read_tags(self._image_id)
+
+    def _read_tags(self, image_id: str) -> None:
+        self._image_id = image_id
+        self.tag_editor.set_tags([])
+        self.tag_editor.setEnabled(False)
+        self.fields["labels"].clear()
+        if self._engine is None or self._call is None:
+            return
+        engine = self._engine
+        self._call(lambda: (engine.annotations_of([image_id]).get(image_id), engine.tag_counts()),
+                   lambda result: self._tags_read(image_id, *result),
+                   lambda exc: self._tags_failed(image_id, "cannot read the tags", exc))
+
+    def _tags_read(self, image_id: str, note, counts: dict[str, int]) -> None:
+        if image_id != self._image_id:  # another result was selected meanwhile
+            return
+        self.tag_editor.set_tags(note.tags if note else [])
+        set_known(self.tag_editor.known, counts)
+        self.tag_editor.setEnabled(True)
+        # "; " between labels: ImageNet class names hold commas ("tabby, tabby cat").
+        self.fields["labels"].setText("; ".join(note.labels) if note and note.labels else "—")
+
+    def _save_tags(self, tags: list[str]) -> None:
+        image_id, engine = self._image_id, self._engine
+        if image_id is None or engine is None or self._call is None:
+            return
+        self.tag_editor.setEnabled(False)
+        self._call(lambda: (engine.set_tags(image_id, tags), engine.tag_counts()),
+                   lambda result: self._tags_saved(image_id, *result),
+                   lambda exc: self._tags_failed(image_id, "tags not saved", exc))
+
+    def _tags_saved(self, image_id: str, stored: list[str], counts: dict[str, int]) -> None:
+        self.tags_saved.emit(image_id, stored)
+        if image_id == self._image_id:
+            self.tag_editor.set_tags(stored)
+            set_known(self.tag_editor.known, counts)
+            self.tag_editor.setEnabled(True)
+
+    def _tags_failed(self, image_id: str, what: str, exc: Exception) -> None:
+        if image_id == self._image_id:
+            self.tag_editor.show_error(f"{what.capitalize()}: {exc}")
+            self.tag_editor.setEnabled(True)
 
     def set_preview(self, image: QImage, device_pixel_ratio: float) -> None:
         """A larger preview than the grid's thumbnail (core.thumbnails.THUMBNAIL_SIZE), fitted to the panel."""

@@ -4,39 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 
 from core.metadata import PhotoMetadata
 from core.paths import query_words
 from core.store.annotations import InvalidTag, PhotoFilter, annotations_for, clean_tags, date_bound
-from core.store.base import ImageRecord, ModelIdentity, new_image_id
 
-pytest_plugins = ["tests.es_fixtures"]
-
-IDENTITY = ModelIdentity("gem", 8, "random-0")
-
-
-def records(names: list[str]) -> tuple[list[ImageRecord], np.ndarray]:
-    recs = [ImageRecord(new_image_id(), (f"/photos/{name}",), 1000 + i, 10**18 + i, 10**18 + i, 100 + i,
-                        f"{i:032x}", 640, 480) for i, name in enumerate(names)]
-    vectors = np.random.default_rng(0).standard_normal((len(names), IDENTITY.dims)).astype(np.float32)
-    return recs, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def open_store(backend: str, tmp_path, request):
-    if backend == "embedded":
-        from core.store.embedded import EmbeddedStore
-
-        return EmbeddedStore(tmp_path / "data")
-    from core.store.elastic import ElasticStore
-
-    return ElasticStore(request.getfixturevalue("es_url"), request.getfixturevalue("es_alias"))
-
-
-@pytest.fixture(params=["embedded", "elasticsearch"])
-def backend(request) -> str:
-    return request.param
+pytest_plugins = ["tests.es_fixtures", "tests.side_fixtures"]
 
 
 def meta(day: int, camera: str | None = "Canon EOS R5", tz=None) -> PhotoMetadata:
@@ -60,11 +34,10 @@ def test_date_bounds_are_inclusive_and_a_date_only_end_takes_the_whole_day():
         date_bound("May 1st", end=False)
 
 
-def test_tags_metadata_and_matching(backend, tmp_path, request):
+def test_tags_metadata_and_matching(open_store, records):
     recs, vectors = records(["a.jpg", "b.jpg", "c.jpg"])
     a, b, c = (r.id for r in recs)
-    store = open_store(backend, tmp_path, request)
-    store.initialize(IDENTITY)
+    store = open_store()
     store.upsert(recs, vectors)
     store.finish()
     notes = annotations_for(store)
@@ -101,8 +74,7 @@ def test_tags_metadata_and_matching(backend, tmp_path, request):
     notes.close()
 
     store.close()
-    store = open_store(backend, tmp_path, request)  # a restart: new connections, nothing cached
-    store.initialize(IDENTITY)
+    store = open_store()  # a restart: new connections, nothing cached
     notes = annotations_for(store)
     assert notes.tags(a) == ["Café", "Strand", "STRASSE"]
     assert notes.metadata_ids() == {a, b, c}
@@ -121,3 +93,114 @@ def test_photo_filter_reference_check():
     assert not PhotoFilter.parse(after="2024-05-03").accepts(note)
     assert not PhotoFilter.parse(camera="nikon").accepts(note)
     assert PhotoFilter().accepts(None) and not PhotoFilter.parse(after="2024-01-01").accepts(None)
+
+
+def test_labels_apart_from_tags_matched_by_words(open_store, records):
+    recs, vectors = records(["a.jpg", "b.jpg", "c.jpg"])
+    a, b, c = (r.id for r in recs)
+    store = open_store()
+    store.upsert(recs, vectors)
+    store.finish()
+    notes = annotations_for(store)
+    notes.put_records(recs, {a: meta(1)})
+    notes.set_tags(a, ["Holiday"])
+    assert notes.unlabelled([c, a, b, a, "unknown"]) == [c, a, b, "unknown"]
+    notes.set_labels({a: ["tabby, tabby cat", " Egyptian cat ", "TABBY, tabby cat"], b: []})
+    assert notes.unlabelled([a, b, c]) == [c]  # b was labelled: nothing above the confidence
+    got = notes.get_many([a, b, c])
+    assert got[a].labels == ("tabby, tabby cat", "Egyptian cat") and got[a].tags == ("Holiday",)
+    assert got[a].labelled and got[b].labelled and got[b].labels == () and not got[c].labelled
+    assert got[a].taken_local == "2024-05-01T12:00:00"  # labels leave metadata and tags alone
+    assert notes.tags(a) == ["Holiday"] and notes.tag_counts() == {"Holiday": 1}
+
+    def ids(text):
+        return notes.matching_ids(query_words(text))
+
+    assert ids("EGYPTIAN") == {a} and ids('"tabby cat"') == {a} and ids("holiday tabby") == {a}
+    notes.set_labels({a: ["goldfish"]})  # replaces
+    assert ids("tabby") == set() and ids("goldfish") == {a}
+    notes.add_tags([a], ["Beach"])  # a tag change keeps the labels
+    assert notes.get_many([a])[a].labels == ("goldfish",)
+    with pytest.raises(InvalidTag, match="control"):
+        notes.set_labels({b: ["a\nb"]})
+    with pytest.raises(InvalidTag, match="list"):
+        notes.set_labels({b: "goldfish"})
+    assert notes.get_many([b])[b].labels == ()  # nothing written
+    notes.close()
+    store.close()
+
+
+def test_a_side_table_from_before_labels_is_migrated(tmp_path, records, identity):
+    import sqlite3
+
+    from core.store.embedded import EmbeddedStore
+
+    recs, vectors = records(["a.jpg"])
+    store = EmbeddedStore(tmp_path / "data")
+    store.initialize(identity)
+    store.upsert(recs, vectors)
+    store.finish()
+    db = sqlite3.connect(tmp_path / "data" / "index.sqlite3")
+    db.execute("""CREATE TABLE annotations (
+        id TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', taken TEXT, taken_local TEXT, taken_source TEXT,
+        camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '')""")
+    db.execute("INSERT INTO annotations VALUES (?, '[\"Old\"]', NULL, NULL, 'mtime', NULL, NULL, '[]', 'old')",
+               (recs[0].id,))
+    db.commit()
+    db.close()
+    notes = annotations_for(store)
+    assert notes.tags(recs[0].id) == ["Old"] and notes.unlabelled([recs[0].id]) == [recs[0].id]
+    notes.set_labels({recs[0].id: ["goldfish"]})
+    assert notes.get_many([recs[0].id])[recs[0].id].labels == ("goldfish",)
+    assert notes.metadata_ids() == {recs[0].id}
+    notes.close()
+    store.close()
+
+
+def test_a_version_1_side_index_is_migrated(request, records, identity):
+    """Version 1: no labels, words searched by wildcards in `words`; its documents are rewritten once."""
+    from elasticsearch import Elasticsearch
+
+    from core.store.elastic import ElasticStore
+
+    recs, vectors = records(["a.jpg"])
+    url = request.getfixturevalue("es_url")
+    store = ElasticStore(url, request.getfixturevalue("es_alias"))
+    store.initialize(identity)
+    store.upsert(recs, vectors)
+    store.finish()
+    keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
+    searched = {"type": "keyword", "doc_values": False}
+    version_1 = {"id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
+                 "camera": stored, "camera_words": searched, "lens": stored, "path_words": stored, "words": searched}
+    index = f"{store.alias}-annotations"
+    es = Elasticsearch(url)
+    es.indices.create(index=index, mappings={"dynamic": "strict", "properties": version_1})
+    es.index(index=index, id=recs[0].id, refresh=True, document={
+        "id": recs[0].id, "tags": ["Old"], "taken": "2024-05-01T12:00:00", "taken_local": "2024-05-01T12:00:00",
+        "taken_source": "exif", "camera": "Canon EOS R5", "camera_words": "canon eos r5", "lens": None,
+        "path_words": ["a.jpg", "/photos"], "words": ["a.jpg", "/photos", "old", "canon eos r5"]})
+    notes = annotations_for(store)
+    assert notes.matching_ids(["old"]) == notes.matching_ids(["a.jp"]) == {recs[0].id}  # found after migrating
+    assert notes.matching_ids(None, camera=["eos"]) == {recs[0].id}
+    assert notes.tags(recs[0].id) == ["Old"] and notes.unlabelled([recs[0].id]) == [recs[0].id]
+    assert es.indices.get_mapping(index=index)[index]["mappings"]["_meta"] == {"version": 2}
+    notes.set_labels({recs[0].id: ["goldfish"]})
+    assert notes.get_many([recs[0].id])[recs[0].id].labels == ("goldfish",)
+    assert notes.matching_ids(["goldfish"]) == {recs[0].id}
+    assert annotations_for(store).matching_ids(["goldfish", "old"]) == {recs[0].id}  # a second open: no migration
+    es.close()
+    store.close()
+
+
+def test_suffixes_find_every_substring():
+    from core.store.annotations import suffixes
+
+    texts = ["img_01.jpg", "/photos/2024"]
+    found = suffixes(texts)
+    for text in texts:
+        for start in range(len(text)):
+            for end in range(start + 1, len(text) + 1):
+                assert any(s.startswith(text[start:end]) for s in found)
+    assert len(found) == len(set(found)) == 10 + 12
+    assert suffixes(["abab"]) == ["ab", "abab", "b", "bab"]

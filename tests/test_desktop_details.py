@@ -201,3 +201,92 @@ def test_progress_never_runs_ahead_of_the_index(settings, shared_extractor, phot
     skipped = len(report.skipped)
     assert seen and all(done <= count + skipped for done, count, _ in seen)
     assert seen[-1][0] == seen[-1][2] == report.indexed + skipped
+
+
+@pytest.fixture
+def tagging(qtbot, tmp_path, indexed_data, shared_extractor):
+    """(engine on a copy of the indexed photos, a real Worker's call) for the tag widgets."""
+    from core.config import Settings
+    from desktop.worker import Worker
+
+    shutil.copytree(indexed_data, tmp_path / "data")
+    engine = Engine(Settings(data_dir=str(tmp_path / "data"), weights="random"), extractor=shared_extractor)
+    worker = Worker("tags test")
+    yield engine, worker.call
+    worker.stop()
+    engine.close()
+
+
+def test_details_panel_tag_editor_round_trips_to_the_store(qtbot, tagging):
+    from core.store import Hit
+    from desktop.details import DetailsPanel
+
+    engine, call = tagging
+    first, second = sorted(engine.store.records(), key=lambda r: r.path)[:2]
+    engine.set_tags(second.id, ["Breakfast"])
+    engine.annotations().set_labels({first.id: ["espresso", "cup"]})
+    panel = DetailsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_engine(engine, call)
+    editor = panel.tag_editor
+    panel.show_hit(Hit(first, 0.9), None)
+    qtbot.waitUntil(editor.isEnabled, timeout=WAIT_MS)
+    assert editor.tags() == [] and panel.fields["labels"].text() == "espresso; cup"  # labels apart from tags
+    assert editor.known.stringList() == ["Breakfast"]  # completion over the tags in use
+
+    editor.input.setText("Morning, Kaffee ")
+    with qtbot.waitSignal(panel.tags_saved, timeout=WAIT_MS):
+        qtbot.keyClick(editor.input, Qt.Key.Key_Return)
+    assert engine.tags(first.id) == ["Morning", "Kaffee"] and editor.tags() == ["Morning", "Kaffee"]
+    assert editor.input.text() == "" and editor.isEnabled()
+
+    editor.list.item(0).setSelected(True)  # Morning
+    assert editor.remove_button.isEnabled()
+    with qtbot.waitSignal(panel.tags_saved, timeout=WAIT_MS):
+        editor.remove_button.click()
+    assert engine.tags(first.id) == ["Kaffee"] and editor.tags() == ["Kaffee"]
+
+    editor.input.setText("bad\ttag")  # refused by the store: said, nothing lost
+    qtbot.keyClick(editor.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: editor.message.isVisible() and editor.isEnabled(), timeout=WAIT_MS)
+    assert "control character" in editor.message.text() and engine.tags(first.id) == ["Kaffee"]
+
+    panel.show_hit(Hit(second, 0.5), None)  # another image: its own tags
+    qtbot.waitUntil(lambda: editor.isEnabled() and editor.tags() == ["Breakfast"], timeout=WAIT_MS)
+    assert panel.fields["labels"].text() == "—" and not editor.message.isVisible()
+    assert [r.id for r in engine.search_words("kaffee")] == [first.id]
+
+
+def test_tags_dialog_adds_and_removes_on_many_images(qtbot, tagging):
+    from desktop.tags import TagsDialog
+
+    engine, call = tagging
+    a, b, c = sorted(engine.store.records(), key=lambda r: r.path)[:3]
+    engine.set_tags(a.id, ["Beach", "Sea"])
+    engine.set_tags(b.id, ["Beach"])
+    dialog = TagsDialog(engine, [a.id, b.id, c.id], call)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: dialog.list.count() == 2, timeout=WAIT_MS)
+    states = dialog.states()
+    assert states == {"Beach": Qt.CheckState.PartiallyChecked, "Sea": Qt.CheckState.PartiallyChecked}
+    assert dialog.list.item(1).text() == "Sea  (1 of 3)"
+    dialog.input.setText("holiday, beach")  # a new tag, and an existing one (matched by its folded form)
+    qtbot.keyClick(dialog.input, Qt.Key.Key_Return)
+    assert dialog.states() == {"Beach": Qt.CheckState.Checked, "Sea": Qt.CheckState.PartiallyChecked,
+                               "holiday": Qt.CheckState.Checked}
+    with qtbot.waitSignal(dialog.applied, timeout=WAIT_MS):
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+    assert engine.tags(a.id) == ["Beach", "Sea", "holiday"]
+    assert engine.tags(b.id) == ["Beach", "holiday"] and engine.tags(c.id) == ["Beach", "holiday"]
+
+    again = TagsDialog(engine, [a.id, c.id], call)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.list.count() == 3, timeout=WAIT_MS)
+    beach = next(again.list.item(n) for n in range(3) if again.list.item(n).text() == "Beach")
+    beach.setCheckState(Qt.CheckState.Unchecked)
+    with qtbot.waitSignal(again.applied, timeout=WAIT_MS):
+        again.accept()
+    assert engine.tags(a.id) == ["Sea", "holiday"] and engine.tags(c.id) == ["holiday"]
+    assert engine.tags(b.id) == ["Beach", "holiday"]  # not selected: untouched

@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import file_actions
 from core.duplicates import Group, Member, find_groups
+from core.store.annotations import annotations_for
 from core.store.base import ImageRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +81,9 @@ def test_move_then_undo(engine, photo_dir, tmp_path):
         str(files[n]) for n in ("copy", "link", "q60", "changed"))
     assert plan.root == str(lib) and plan.files == 4
 
+    copy_id = store.get_by_path(str(files["copy"])).id
+    engine.set_tags(copy_id, ["Moon landing"])
+    engine.annotations().set_labels({copy_id: ["space shuttle"]})
     journal_dir = tmp_path / "data"
     result = file_actions.execute(plan, store, journal_dir)
     assert result.skipped == [(str(files["changed"]), "changed since the scan (scan again first)")]
@@ -93,6 +97,11 @@ def test_move_then_undo(engine, photo_dir, tmp_path):
     assert moved_record is not None and sorted(moved_record.paths) == sorted(
         [str(dest / "sub" / "copy.jpg"), str(dest / "sub" / "copy-link.jpg")])
     assert store.get_by_path(str(files["copy"])) is None
+    # Its side data followed it: same id, same tags and labels, found by words under its new folder.
+    assert moved_record.id == copy_id and engine.tags(copy_id) == ["Moon landing"]
+    assert engine.annotations_of([copy_id])[copy_id].labels == ("space shuttle",)
+    assert [r.id for r in engine.search_words(f"{dest.name} moon")] == [copy_id]
+    assert engine.search_words(f"{lib.name} moon") == []
     lines = (journal_dir / file_actions.JOURNAL_NAME).read_text().splitlines()
     assert [json.loads(line)["action"] for line in lines] == ["move", "move"]
 
@@ -102,6 +111,9 @@ def test_move_then_undo(engine, photo_dir, tmp_path):
         assert files[name].exists() and not (dest / files[name].relative_to(lib)).exists()
         assert store.get_by_path(str(files[name])) is not None
     assert store.get_by_path(str(dest / "sub" / "copy.jpg")) is None
+    assert engine.tags(copy_id) == ["Moon landing"]
+    assert [r.id for r in engine.search_words(f"{lib.name} moon")] == [copy_id]
+    assert engine.search_words(f"{dest.name} moon") == []
     assert file_actions.undo_last(journal_dir, store).done == []  # nothing left to undo
     # After undo, the index matches the files again: a new plan acts on them.
     [again] = find_groups(store, THRESHOLD)
@@ -144,6 +156,10 @@ def test_trash_then_undo_in_an_isolated_xdg_trash(engine, photo_dir, tmp_path):
     engine.index([str(lib)])
     ids = {n: engine.store.get_by_path(str(files[n])).id for n in ("copy", "q60", "changed")}
     vector = engine.store.vector(ids["q60"])
+    engine.set_tags(ids["q60"], ["Apollo"])
+    engine.set_tags(ids["changed"], ["Apollo"])
+    engine.annotations().set_labels({ids["q60"]: ["space shuttle"]})
+    taken = engine.annotations_of([ids["q60"]])[ids["q60"]].taken
     touch_after_scan(files["changed"])
     engine.close()
     data_dir = engine.settings.data_dir
@@ -164,6 +180,9 @@ def test_trash_then_undo_in_an_isolated_xdg_trash(engine, photo_dir, tmp_path):
     store = EmbeddedStore(data_dir)
     assert store.get(ids["copy"]) is None and store.get(ids["q60"]) is None  # no dangling entries
     assert store.get(ids["changed"]) is not None and files["changed"].exists()
+    notes = annotations_for(store)  # side data goes with the record: no tags counted for trashed images
+    assert set(notes.get_many(ids.values())) == {ids["changed"]} and notes.tag_counts() == {"Apollo": 1}
+    notes.close()
     store.close()
 
     undone = run_isolated(tmp_path, data_dir, "undo")
@@ -178,4 +197,9 @@ def test_trash_then_undo_in_an_isolated_xdg_trash(engine, photo_dir, tmp_path):
     assert sorted(store.get(ids["copy"]).paths) == sorted([str(files["copy"]), str(files["link"])])
     assert store.vector(ids["q60"]).tolist() == vector.tolist()  # the journal kept the vector
     assert file_actions._changed(back) is None  # the record matches the restored file
+    notes = annotations_for(store)  # and the side data came back with it
+    note = notes.get_many([ids["q60"]])[ids["q60"]]
+    assert note.tags == ("Apollo",) and note.labels == ("space shuttle",) and note.taken == taken
+    assert notes.tag_counts() == {"Apollo": 2} and notes.matching_ids(["q60", "apollo"]) == {ids["q60"]}
+    notes.close()
     store.close()

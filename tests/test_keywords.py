@@ -192,6 +192,26 @@ def test_api_tags_and_words_only_search(setup):
     assert all("taken" in r for r in body["results"])
 
 
+def test_labels_are_searched_by_words_and_shown_apart_from_tags(setup, capsys):
+    from core.api import create_app
+
+    engine, cli, folder = setup
+    city = engine.resolve(str(folder / "city.jpg"))
+    engine.set_tags(city.id, ["Sky"])
+    engine.annotations().set_labels({city.id: ["streetcar, tram"]})
+    out = cli_json(capsys, *cli, "search", "--text", "TRAM")
+    assert names(out["results"]) == ["city.jpg"]
+    assert out["results"][0]["labels"] == ["streetcar, tram"] and out["results"][0]["tags"] == ["Sky"]
+    out = cli_json(capsys, *cli, "similar", city.id, "-k", "4")
+    assert {r["name"]: r["labels"] for r in out["results"]}["city.jpg"] == ["streetcar, tram"]
+    assert all(r["labels"] == [] for r in out["results"] if r["name"] != "city.jpg")
+    client = create_app(engine, engine.settings).test_client()
+    body = client.post("/api/search", json={"text": "streetcar"}).get_json()
+    assert [(r["id"], r["labels"], r["tags"]) for r in body["results"]] == [(city.id, ["streetcar, tram"], ["Sky"])]
+    body = client.get(f"/api/images/{city.id}/similar?k=4").get_json()
+    assert sorted(len(r["labels"]) for r in body["results"]) == [0, 0, 0, 1]
+
+
 def test_web_page_words_box_searches_without_an_image(request):
     """In a real headless Chromium: words alone list matching images; with an image they filter it."""
     from selenium.webdriver.common.by import By

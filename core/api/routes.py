@@ -114,11 +114,12 @@ def annotated(payload: dict) -> Response:
 
 
 def annotate(payload: dict) -> dict:
-    """The payload with each result's `tags`, `taken` (ISO 8601) and `camera` beside its record fields."""
+    """The payload with each result's `tags`, `labels`, `taken` (ISO 8601) and `camera` beside its record fields."""
     notes = ctx().engine.annotations_of(r["id"] for r in payload["results"])
     for result in payload["results"]:
         note = notes.get(result["id"])
-        result.update(tags=list(note.tags) if note else [], taken=note.taken if note else None,
+        result.update(tags=list(note.tags) if note else [], labels=list(note.labels) if note else [],
+                      taken=note.taken if note else None,
                       camera=note.camera if note else None)
     return payload
 

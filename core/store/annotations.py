@@ -1,44 +1,59 @@
 """Tags and photo metadata of each image, kept beside the index and keyed by image id.
 
 An image id follows the image through renames, moves and re-indexing (core/store/base.py), so its tags do
-too. Like the "not duplicates" decisions (decisions.py) this is data that changes after indexing, so it
-never touches a vector (issue 11's foundations):
-- embedded store: a table `annotations` in the same SQLite file, written through a connection of its own;
-- Elasticsearch: a side index `<alias>-annotations`, one whole document per image, written through the
-  store's client (a partial update of an image document would lose its vector).
+too. Like the "not duplicates" decisions (decisions.py) this is side data (core/store/side.py): on the
+embedded store a table `annotations` in the index's SQLite file; on Elasticsearch a side index
+`<alias>-annotations`, one whole document per image.
 
-Besides tags and metadata each row keeps `words`: the folded (core.paths.fold) names and folders of the
-image as of its last indexing, its tags and its camera, joined by newlines. Words-only searches select
-candidates there (fast on both backends) and the engine checks them against the current records, so a
-stale name can cost a match until the next indexing run, never give a wrong one.
+Labels are the names VGG16's own ImageNet classifier gives an image (set_labels, written by the labelling
+pass): stored apart from the user's tags, matched by words search like them. An image is "labelled" once
+set_labels has written it, even with no label (nothing above the confidence); `unlabelled` lists the others.
+
+Besides tags and metadata each row keeps the folded (core.paths.fold) names and folders of the image as of
+its last indexing. Words-only searches select candidates by them and its tags, labels and camera (embedded:
+`words`, those texts joined by newlines; Elasticsearch: `suffixes`, see ElasticAnnotations), and the engine
+checks them against the current records, so a stale name can cost a match until the next indexing run,
+never give a wrong one.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import INVALID, UserError
 from core.metadata import PhotoMetadata
 from core.paths import fold, query_words, words_match
 from core.store.base import ImageRecord, StoreError, VectorStore
+from core.store.side import SideIndex, SideTable, side_index, side_table
+
+log = logging.getLogger(__name__)
 
 SIDE_INDEX_SUFFIX = "-annotations"
 SEPARATOR = "\n"  # between folded fields in `words`: a word holding it never matches (query_words splits on it)
-WRITE_TIMEOUT_S = 120.0
 PAGE = 1000
+# `labels`: a JSON list, NULL while the image was never labelled. Tables written before labels existed get
+# the column by migration (EmbeddedAnnotations._migrate), so it comes last in both.
 TABLE_SQL = """CREATE TABLE IF NOT EXISTS annotations (
     id TEXT PRIMARY KEY, tags TEXT NOT NULL DEFAULT '[]', taken TEXT, taken_local TEXT, taken_source TEXT,
-    camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '')"""
+    camera TEXT, lens TEXT, path_words TEXT NOT NULL DEFAULT '[]', words TEXT NOT NULL DEFAULT '', labels TEXT)"""
+COLUMNS = ("id", "tags", "taken", "taken_local", "taken_source", "camera", "lens", "path_words", "words", "labels")
 INDEX_SQL = "CREATE INDEX IF NOT EXISTS annotations_taken ON annotations (taken_local)"
+
+
+_KEYWORD, _STORED = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
+_SEARCHED = {"type": "keyword", "doc_values": False}
+# The side index's mapping (ElasticAnnotations). Version 1 had `words` (searched by wildcards) and no labels;
+# version 2 added the labels and `suffixes` and writes no `words` (kept in the mapping of migrated indices).
+VERSION = 2
+FIELDS = {"id": _KEYWORD, "tags": _KEYWORD, "taken": _STORED, "taken_local": _KEYWORD, "taken_source": _KEYWORD,
+          "camera": _STORED, "camera_words": _SEARCHED, "lens": _STORED, "path_words": _STORED,
+          "labels": _KEYWORD, "labelled": {"type": "boolean"}, "suffixes": _SEARCHED}
 
 
 class InvalidTag(UserError, ValueError):
@@ -60,33 +75,55 @@ class Annotation:
     camera: str | None = None
     lens: str | None = None
     path_words: tuple[str, ...] = ()  # folded names and folders at the last indexing
+    labels: tuple[str, ...] = ()  # VGG16 classifier labels, apart from the user's tags
+    labelled: bool = False  # set_labels has written this image (its labels may still be empty)
 
     def folded_fields(self) -> list[str]:
-        """The folded texts a word may match here: tags and camera (names and folders come from the record)."""
-        return [fold(t) for t in self.tags] + ([fold(self.camera)] if self.camera else [])
+        """The folded texts a word may match here: tags, labels and camera (names and folders come from the
+        record)."""
+        return [fold(t) for t in (*self.tags, *self.labels)] + ([fold(self.camera)] if self.camera else [])
 
     def words(self) -> str:
         return SEPARATOR.join([*self.path_words, *self.folded_fields()])
 
-    def to_json(self) -> dict:
-        return {"tags": list(self.tags), "taken": self.taken, "taken_source": self.taken_source,
-                "camera": self.camera, "lens": self.lens}
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as JSON can hold it (tuples as lists); from_dict reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Annotation:
+        """The annotation to_dict wrote; fields it lacks (written by an older version) take their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
 
 
 def clean_tags(tags: Iterable[str]) -> list[str]:
     """Tags as stored: trimmed, empty ones dropped, one per folded spelling (the first kept, case as typed).
     Raises InvalidTag for a comma (tags are listed comma-separated) or a control character."""
+    return _cleaned(tags, "tag", commas=False)
+
+
+def clean_labels(labels: Iterable[str]) -> list[str]:
+    """Labels as stored: like clean_tags, but commas are allowed (ImageNet class names hold them: "tabby, tabby
+    cat"). Raises InvalidTag for a control character or a label that is not text."""
+    return _cleaned(labels, "label", commas=True)
+
+
+def _cleaned(texts: Iterable[str], what: str, commas: bool) -> list[str]:
     kept: dict[str, str] = {}
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise InvalidTag(f"a tag must be text, got {tag!r}")
-        tag = tag.strip()
-        if "," in tag:
-            raise InvalidTag(f"a tag cannot hold a comma: {tag!r} (give each tag on its own)")
-        if any(not c.isprintable() and not c.isspace() or c in "\n\r\t" for c in tag):
-            raise InvalidTag(f"a tag cannot hold a control character: {tag!r}")
-        if tag and fold(tag) not in kept:
-            kept[fold(tag)] = tag
+    if isinstance(texts, str):  # one string is not a list of them (it would give one tag per character)
+        raise InvalidTag(f"give a list of {what}s, not the text {texts!r}")
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidTag(f"a {what} must be text, got {text!r}")
+        text = text.strip()
+        if not commas and "," in text:
+            raise InvalidTag(f"a {what} cannot hold a comma: {text!r} (give each {what} on its own)")
+        if any(not c.isprintable() and not c.isspace() or c in "\n\r\t" for c in text):
+            raise InvalidTag(f"a {what} cannot hold a control character: {text!r}")
+        if text and fold(text) not in kept:
+            kept[fold(text)] = text
     return list(kept.values())
 
 
@@ -160,6 +197,13 @@ class Annotations(Protocol):
     def tag_counts(self) -> dict[str, int]:
         """How many images carry each tag, by its spelling."""
 
+    def set_labels(self, labels: Mapping[str, Sequence[str]]) -> None:
+        """Replace the classifier labels of these image ids (clean_labels; an empty list is "no label above
+        the confidence") and mark them labelled. Tags and metadata stay. Raises InvalidTag before writing."""
+
+    def unlabelled(self, ids: Iterable[str]) -> list[str]:
+        """The ids among `ids` (in their order, once each) that set_labels never wrote."""
+
     def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
         """Store what read_metadata found for one image (its tags stay)."""
 
@@ -170,6 +214,9 @@ class Annotations(Protocol):
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         """Annotations by id; ids never annotated are absent."""
 
+    def put(self, rows: Mapping[str, Annotation]) -> None:
+        """Write these annotations whole, by image id (the undo of a trash puts back what was there)."""
+
     def metadata_ids(self) -> set[str]:
         """The ids whose photo metadata has been read (the indexer reads it for the others)."""
 
@@ -178,7 +225,7 @@ class Annotations(Protocol):
 
     def matching_ids(self, words: Sequence[str] | None = None, after: str | None = None,
                      before: str | None = None, camera: Sequence[str] | None = None) -> set[str]:
-        """Ids whose `words` (names, folders, tags, camera) hold every folded word, taken within the
+        """Ids whose `words` (names, folders, tags, labels, camera) hold every folded word, taken within the
         inclusive `taken_local` bounds (date_bound), and whose camera holds every folded camera word."""
 
     def newest(self, words: Sequence[str] | None, after: str | None, before: str | None,
@@ -191,7 +238,8 @@ class Annotations(Protocol):
 
 
 def matches(record: ImageRecord, note: Annotation | None, words: list[str]) -> bool:
-    """The one rule (core.paths.words_match) over a record's current names and folders, its tags and camera."""
+    """The one rule (core.paths.words_match) over a record's current names and folders, its tags, labels and
+    camera."""
     return words_match(words, record.folded_fields() + (note.folded_fields() if note else []))
 
 
@@ -202,7 +250,9 @@ def search_words(store: VectorStore, annotations: Annotations, text: str | None,
     (`matches`): a stale name in the annotations costs a match, never gives a wrong one. Raises StoreError."""
     words, camera = query_words(text), photo.camera_words()
     found: list[ImageRecord] = []
-    offset, page = 0, max(2 * k, 100)
+    # k and a margin for stale candidates: each candidate is fetched twice (annotation and record), so a
+    # larger page costs more than the rare second round trip it saves.
+    offset, page = 0, k + max(10, k // 5)
     while len(found) < k:
         notes = annotations.newest(words, photo.after, photo.before, camera, page, offset)
         if not notes:
@@ -210,30 +260,32 @@ def search_words(store: VectorStore, annotations: Annotations, text: str | None,
         offset += len(notes)
         records = store.get_many(notes)
         found += [records[i] for i, note in notes.items() if i in records and matches(records[i], note, words)]
+        if len(notes) < page:  # the last page: asking again would cost a round trip for nothing
+            break
     return found[:k]
 
 
 def annotations_for(store: VectorStore) -> Annotations:
     """The annotations kept beside `store` (an EmbeddedStore or an ElasticStore). Raises StoreError."""
     if store.backend == "embedded":
-        return EmbeddedAnnotations(Path(store.data_dir) / "index.sqlite3")  # type: ignore[attr-defined]
+        return EmbeddedAnnotations(side_table(store, [TABLE_SQL, INDEX_SQL]))
     if store.backend == "elasticsearch":
-        return ElasticAnnotations(store)
+        return ElasticAnnotations(side_index(store, SIDE_INDEX_SUFFIX, FIELDS, VERSION, source_excludes=["suffixes"],
+                                             on_open=_migrate))
     raise StoreError(f"no annotations for a {store.backend!r} index")
 
 
 def _with_metadata(a: Annotation, meta: PhotoMetadata) -> Annotation:
-    return Annotation(a.tags, meta.taken_iso(), meta.taken_local(), meta.taken_source, meta.camera, meta.lens,
-                      a.path_words)
+    return replace(a, taken=meta.taken_iso(), taken_local=meta.taken_local(), taken_source=meta.taken_source,
+                   camera=meta.camera, lens=meta.lens)
 
 
 def _with_paths(a: Annotation, record: ImageRecord) -> Annotation:
-    return Annotation(a.tags, a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
-                      tuple(record.folded_fields()))
+    return replace(a, path_words=tuple(record.folded_fields()))
 
 
 def _with_tags(a: Annotation, tags: Iterable[str]) -> Annotation:
-    return Annotation(tuple(tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens, a.path_words)
+    return replace(a, tags=tuple(tags))
 
 
 def _added(tags: Sequence[str], words: Iterable[str]) -> list[str]:
@@ -254,12 +306,13 @@ class _Base:
     def _write(self, rows: dict[str, Annotation]) -> None:
         raise NotImplementedError
 
-    def _change(self, ids: Iterable[str], change) -> None:
+    def _change(self, ids: Iterable[str], change: Callable[[str, Annotation], Annotation]) -> None:
+        """Read, change (image id, its annotation or an empty one) and write back whole rows, a page at a time."""
         ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), PAGE):
             chunk = ids[start:start + PAGE]
             rows = self._read(chunk)
-            self._write({i: change(rows.get(i, Annotation())) for i in chunk})
+            self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         ids = list(dict.fromkeys(ids))
@@ -268,25 +321,39 @@ class _Base:
             found.update(self._read(ids[start:start + PAGE]))
         return found
 
+    def put(self, rows: Mapping[str, Annotation]) -> None:
+        items = list(rows.items())
+        for start in range(0, len(items), PAGE):
+            self._write(dict(items[start:start + PAGE]))
+
     def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         cleaned = clean_tags(tags)
-        self._change([image_id], lambda a: _with_tags(a, cleaned))
+        self._change([image_id], lambda _, a: _with_tags(a, cleaned))
         return cleaned
 
     def add_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = clean_tags(words)
-        self._change(ids, lambda a: _with_tags(a, _added(a.tags, words)))
+        self._change(ids, lambda _, a: _with_tags(a, _added(a.tags, words)))
 
     def remove_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = list(words)
-        self._change(ids, lambda a: _with_tags(a, _removed(a.tags, words)))
+        self._change(ids, lambda _, a: _with_tags(a, _removed(a.tags, words)))
 
     def tags(self, image_id: str) -> list[str]:
         found = self._read([image_id]).get(image_id)
         return list(found.tags) if found else []
 
+    def set_labels(self, labels: Mapping[str, Sequence[str]]) -> None:
+        cleaned = {i: tuple(clean_labels(names)) for i, names in labels.items()}
+        self._change(cleaned, lambda i, a: replace(a, labels=cleaned[i], labelled=True))
+
+    def unlabelled(self, ids: Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys(ids))
+        found = self.get_many(ids)
+        return [i for i in ids if i not in found or not found[i].labelled]
+
     def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
-        self._change([image_id], lambda a: _with_metadata(a, meta))
+        self._change([image_id], lambda _, a: _with_metadata(a, meta))
 
     def put_records(self, records: Sequence[ImageRecord], metadata: Mapping[str, PhotoMetadata]) -> None:
         by_id = {r.id: r for r in records}
@@ -295,11 +362,7 @@ class _Base:
             a = _with_paths(a, by_id[image_id])
             return _with_metadata(a, metadata[image_id]) if image_id in metadata else a
 
-        ids = list(by_id)
-        for start in range(0, len(ids), PAGE):
-            chunk = ids[start:start + PAGE]
-            rows = self._read(chunk)
-            self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
+        self._change(by_id, change)
 
     def matching_ids(self, words=None, after=None, before=None, camera=None) -> set[str]:
         found: set[str] = set()
@@ -318,59 +381,54 @@ class _Base:
 
 
 class EmbeddedAnnotations(_Base):
-    """Annotations in the table `annotations` of the embedded index's SQLite file.
+    """Annotations in the table `annotations` of the embedded index's SQLite file (a SideTable).
 
     Searches scan an in-memory copy of each row's words, date and camera, newest first (matching in memory
     beats scanning the table's pages: bench/text_search.py), reloaded when any connection has written.
     """
 
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._lock = threading.Lock()
+    def __init__(self, table: SideTable):
+        self.table = table
         self._rows: tuple[list[str], list[str | None], list[str], list[str]] | None = None
         self._rows_version: int | None = None
-        with self._sqlite("open the annotations"):
-            self._db = sqlite3.connect(db_path, check_same_thread=False, timeout=30, isolation_level=None)
-            self._db.execute(TABLE_SQL)
-            self._db.execute(INDEX_SQL)
+        with table.writing("migrate the annotations") as db:
+            # A table written before labels existed gets their column (its rows: never labelled).
+            if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
+                db.execute("ALTER TABLE annotations ADD COLUMN labels TEXT")
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._lock, self._sqlite("read the annotations"):
-            rows = self._db.execute(
-                "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words FROM annotations "
+        with self.table.reading("read the annotations") as db:
+            rows = db.execute(
+                "SELECT id, tags, taken, taken_local, taken_source, camera, lens, path_words, labels FROM annotations "
                 f"WHERE id IN ({marks})", ids).fetchall()
         return {row[0]: _from_row(row) for row in rows}
 
     def _write(self, rows: dict[str, Annotation]) -> None:
         values = [(i, json.dumps(a.tags), a.taken, a.taken_local, a.taken_source, a.camera, a.lens,
-                   json.dumps(a.path_words), a.words()) for i, a in rows.items()]
-        with self._lock, self._sqlite("write the annotations"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                   json.dumps(a.path_words), a.words(), json.dumps(a.labels) if a.labelled else None)
+                  for i, a in rows.items()]
+        with self.table.writing("write the annotations") as db:
+            db.executemany(f"INSERT OR REPLACE INTO annotations ({', '.join(COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
             self._rows = None  # data_version does not change for this connection's own writes
 
     def tag_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
-        with self._lock, self._sqlite("read the tags"):
-            for (tags,) in self._db.execute("SELECT tags FROM annotations WHERE tags != '[]'"):
+        with self.table.reading("read the tags") as db:
+            for (tags,) in db.execute("SELECT tags FROM annotations WHERE tags != '[]'"):
                 counts.update(json.loads(tags))
         return dict(counts)
 
     def metadata_ids(self) -> set[str]:
-        with self._lock, self._sqlite("read the annotations"):
-            return {row[0] for row in self._db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
+        with self.table.reading("read the annotations") as db:
+            return {row[0] for row in db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
 
     def forget(self, ids: Iterable[str]) -> None:
-        with self._lock, self._sqlite("forget annotations"):
-            self._db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
+        with self.table.writing("forget annotations") as db:
+            db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
             self._rows = None
 
     def _select(self, words, after, before, camera, limit, offset, full):
@@ -391,112 +449,94 @@ class EmbeddedAnnotations(_Base):
 
     def _searchable(self) -> tuple[list[str], list[str | None], list[str], list[str]]:
         """Ids, taken_local, words and folded camera of every row, newest first (undated last)."""
-        with self._lock, self._sqlite("search the annotations"):
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        with self.table.reading("search the annotations") as db:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
             if self._rows is None or version != self._rows_version:
-                rows = self._db.execute("SELECT id, taken_local, words, camera FROM annotations "
-                                        "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
+                rows = db.execute("SELECT id, taken_local, words, camera FROM annotations "
+                                  "ORDER BY taken_local IS NULL, taken_local DESC, id").fetchall()
                 self._rows = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                               [fold(r[3]) if r[3] else "" for r in rows])
                 self._rows_version = version
             return self._rows
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _sqlite(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot {action} in {self.db_path}: {exc}") from exc
+        self.table.close()
 
 
 class ElasticAnnotations(_Base):
-    """Annotations in the side index `<alias>-annotations`, one document per image id (its _id)."""
+    """Annotations in the side index `<alias>-annotations` (a SideIndex), one document per image id (its _id).
 
-    def __init__(self, store: Any):
-        self._store = store
-        self._es = store._es
-        self._writer = store._es.options(request_timeout=WRITE_TIMEOUT_S)
-        self.index = f"{store.alias}{SIDE_INDEX_SUFFIX}"
-        self._created = False
+    Words are matched as substrings without a leading-wildcard query (which walks every term of the field:
+    41-80 ms at 100k images, bench/text_search.py): each document carries `suffixes`, every suffix of each
+    of its folded texts (names, folders, tags, labels, camera), computed in Python, and a word is a
+    substring of a text exactly when it is a prefix of one of its suffixes, which a `prefix` query finds by
+    seeking the term dictionary. The test server has no analysis plugins, so no n-gram analyser is needed.
+    Side indices of version 1 (before labels and suffixes) are migrated once when first opened (_migrate).
+    """
+
+    def __init__(self, side: SideIndex):
+        self.side = side
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
         if not ids:
             return {}
-        with self._store._guard("read the annotations"):
-            if not self._exists():
+        with self.side.guard("read the annotations"):
+            if not self.side.exists():
                 return {}
-            docs = self._es.mget(index=self.index, ids=ids)["docs"]
+            docs = self.side.es.mget(index=self.side.name, ids=ids, source_excludes=["suffixes"])["docs"]
         return {d["_id"]: _from_doc(d["_source"]) for d in docs if d.get("found")}
 
     def _write(self, rows: dict[str, Annotation]) -> None:
-        from elasticsearch import helpers
-
-        with self._store._guard("write the annotations"):
-            self._create()
-            actions = ({"_op_type": "index", "_index": self.index, "_id": i, "_source": _doc(i, a)}
-                       for i, a in rows.items())
-            # refresh: a tag is visible to the next search at once, in any process.
-            _, errors = helpers.bulk(self._writer, actions, chunk_size=500, raise_on_error=False, refresh=True)
-        if errors:
-            raise StoreError(f"Elasticsearch could not write {len(errors)} annotations in {self.index!r}")
+        with self.side.guard("write the annotations"):
+            self.side.create()
+            # Refreshed: a tag is visible to the next search at once, in any process.
+            self.side.write(((i, _doc(i, a)) for i, a in rows.items()), "annotations")
 
     def tag_counts(self) -> dict[str, int]:
-        with self._store._guard("read the tags"):
-            if not self._exists():
+        with self.side.guard("read the tags"):
+            if not self.side.exists():
                 return {}
-            response = self._es.search(index=self.index, size=0, aggs={
+            response = self.side.es.search(index=self.side.name, size=0, aggs={
                 "tags": {"terms": {"field": "tags", "size": 65_536}}})
         return {b["key"]: b["doc_count"] for b in response["aggregations"]["tags"]["buckets"]}
 
     def metadata_ids(self) -> set[str]:
-        from elasticsearch import helpers
-
-        query = {"_source": False, "query": {"exists": {"field": "taken_source"}}}
-        with self._store._guard("read the annotations"):
-            if not self._exists():
+        with self.side.guard("read the annotations"):
+            if not self.side.exists():
                 return set()
-            return {hit["_id"] for hit in helpers.scan(self._es, index=self.index, query=query, size=5000,
-                                                         scroll="2m")}
+            return {hit["_id"] for hit in self.side.scan({"_source": False,
+                                                          "query": {"exists": {"field": "taken_source"}}})}
 
     def forget(self, ids: Iterable[str]) -> None:
-        from elasticsearch import helpers
-
         ids = list(ids)
-        if not ids:
-            return
-        with self._store._guard("forget annotations"):
-            if not self._exists():
-                return
-            helpers.bulk(self._writer, ({"_op_type": "delete", "_index": self.index, "_id": i} for i in ids),
-                         raise_on_error=False, refresh=True)
+        with self.side.guard("forget annotations"):
+            if ids and self.side.exists():
+                self.side.delete(ids)
 
     def _select(self, words, after, before, camera, limit, offset, full):
-        conditions: list[dict[str, Any]] = [{"wildcard": {"words": {"value": f"*{_escape(w)}*"}}}
-                                            for w in words or ()]
+        conditions: list[dict[str, Any]] = [{"prefix": {"suffixes": w}} for w in words or ()]
+        # A few distinct cameras: a wildcard over their terms is cheap, and exact (the kNN filter relies on it).
         conditions += [{"wildcard": {"camera_words": {"value": f"*{_escape(w)}*"}}} for w in camera or ()]
         if after or before:
             bounds = {**({"gte": after} if after else {}), **({"lte": before} if before else {})}
             conditions.append({"range": {"taken_local": bounds}})
         # Deep pages use search_after past 10,000 (from + size is capped by index.max_result_window).
-        with self._store._guard("search the annotations"):
-            if not self._exists():
-                return []
+        with self.side.guard("search the annotations"):
+            if not self.side.exists():
+                return {}
             found: dict[str, Annotation | None] = {}
             after_key = None
             skip = offset
             while len(found) < limit:
                 size = min(10_000, limit - len(found) + skip)
                 body: dict[str, Any] = {
-                    "query": {"bool": {"filter": conditions}}, "size": size, "_source": full,
+                    "query": {"bool": {"filter": conditions}}, "size": size,
+                    "_source": {"excludes": ["suffixes"]} if full else False,
                     "sort": [{"taken_local": {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
                     "track_total_hits": False}
                 if after_key is not None:
                     body["search_after"] = after_key
-                hits = self._es.search(index=self.index, **body)["hits"]["hits"]
+                hits = self.side.es.search(index=self.side.name, **body)["hits"]["hits"]
                 if not hits:
                     break
                 after_key = hits[-1]["sort"]
@@ -510,42 +550,41 @@ class ElasticAnnotations(_Base):
     def close(self) -> None:
         """Nothing to release: the client belongs to the store."""
 
-    def _exists(self) -> bool:
-        if not self._created:
-            self._created = bool(self._es.indices.exists(index=self.index))
-        return self._created
 
-    def _create(self) -> None:
-        from elasticsearch import ApiError
-
-        if self._exists():
-            return
-        keyword, stored = {"type": "keyword"}, {"type": "keyword", "index": False, "doc_values": False}
-        try:
-            self._writer.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": {
-                "id": keyword, "tags": keyword, "taken": stored, "taken_local": keyword, "taken_source": keyword,
-                "camera": stored, "camera_words": {"type": "keyword", "doc_values": False}, "lens": stored,
-                "path_words": stored, "words": {"type": "keyword", "doc_values": False}}},
-                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
-        except ApiError as exc:
-            if exc.error != "resource_already_exists_exception":  # another process made it first
-                raise
-        self._created = True
+def _migrate(side: SideIndex, version: int) -> None:
+    """Bring a side index of an older version to VERSION: map the new fields (allowed on a live index;
+    "dynamic": "strict" refuses them until then) and rewrite every document whole, from its _source."""
+    if version >= VERSION:
+        return
+    log.info("migrating the annotations in %s from version %d to %d", side.name, version, VERSION)
+    side.put_mapping()
+    side.write(((d["_id"], _doc(d["_id"], _from_doc(d["_source"]))) for d in side.scan({"query": {"match_all": {}}})),
+               "annotations")
 
 
 def _from_row(row: tuple) -> Annotation:
-    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])))
+    labels = json.loads(row[8]) if row[8] is not None else None
+    return Annotation(tuple(json.loads(row[1])), *row[2:7], tuple(json.loads(row[7])), tuple(labels or ()),
+                      labels is not None)
 
 
 def _doc(image_id: str, a: Annotation) -> dict[str, Any]:
     return {"id": image_id, "tags": list(a.tags), "taken": a.taken, "taken_local": a.taken_local,
             "taken_source": a.taken_source, "camera": a.camera, "camera_words": fold(a.camera) if a.camera else None,
-            "lens": a.lens, "path_words": list(a.path_words), "words": a.words().split(SEPARATOR)}
+            "lens": a.lens, "path_words": list(a.path_words), "labels": list(a.labels), "labelled": a.labelled,
+            "suffixes": suffixes(a.words().split(SEPARATOR))}
 
 
 def _from_doc(doc: dict[str, Any]) -> Annotation:
     return Annotation(tuple(doc.get("tags") or ()), doc.get("taken"), doc.get("taken_local"),
-                      doc.get("taken_source"), doc.get("camera"), doc.get("lens"), tuple(doc.get("path_words") or ()))
+                      doc.get("taken_source"), doc.get("camera"), doc.get("lens"), tuple(doc.get("path_words") or ()),
+                      tuple(doc.get("labels") or ()), bool(doc.get("labelled")))
+
+
+def suffixes(texts: Iterable[str]) -> list[str]:
+    """Every non-empty suffix of each text, once: a word is a substring of a text exactly when it is a prefix
+    of one of the text's suffixes. A text of n characters gives n suffixes."""
+    return sorted({text[start:] for text in texts for start in range(len(text))})
 
 
 def _escape(word: str) -> str:
