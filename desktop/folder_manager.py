@@ -9,7 +9,6 @@ from the search worker (one pass over the index's records), never from the GUI t
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from core.scan import is_under
 from desktop.details import DATE_FORMAT
+from desktop.folders import all_roots
 from desktop.index_widgets import plural
 from desktop.session import OPEN
 
@@ -41,13 +41,6 @@ def count_by_folder(store, folders: list[str]) -> dict[str, int]:
             if any(is_under(p, folder) for p in record.paths):
                 counts[folder] += 1
     return {folder: counts[folder] for folder in folders}
-
-
-def known_folders(engine, app_roots: list[str]) -> dict[str, int]:
-    """The app's folders, then the other folders the index holds images from (indexed by any front end; one
-    spelled through a symlink as an app folder is that folder), each with its image count (count_by_folder)."""
-    spelled = {os.path.realpath(r) for r in app_roots} | set(app_roots)
-    return count_by_folder(engine.store, [*app_roots, *(r for r in engine.indexed_roots() if r not in spelled)])
 
 
 class FolderManager(QDialog):
@@ -94,7 +87,7 @@ class FolderManager(QDialog):
         self._list(dict.fromkeys(roots, None))
         if w.session.state == OPEN:
             engine = w.engine
-            w.searcher.call(lambda: known_folders(engine, roots), self._show_counts)
+            w.searcher.call(lambda: count_by_folder(engine.store, all_roots(engine, roots)), self._show_counts)
 
     def _list(self, counts: dict[str, int | None]) -> None:
         """Show `counts` (folder -> image count, None while counting), keeping the selection."""

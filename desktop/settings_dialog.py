@@ -53,8 +53,11 @@ GROUPS = {
     "HTTP API": ("api_host", "api_port", "api_token", "api_token_file", "api_cors_origins", "max_upload_mb"),
 }
 LABELS = {"backend": "Where the index is", "data_dir": "Index folder", "weights": "Model weights",
-          "descriptor": "New indexes use", "reference_folders": "Reference folders",
-          "exclude": "Names the scan ignores", "keeper_rules": "Keeper rules"}
+          "descriptor": "Descriptor for new indexes", "reference_folders": "Reference folders",
+          "exclude": "Names the scan ignores", "keeper_rules": "Keeper rules",
+          # on the Elasticsearch page, where the help's "Elasticsearch ..." would say it again on every row
+          "es_url": "URL", "es_index": "Index name", "es_api_key": "API key", "es_username": "User name",
+          "es_password": "Password", "es_ca_certs": "CA certificate", "es_timeout_s": "Timeout"}
 CHOICE_LABELS = {
     "backend": {"embedded": "On this computer (embedded)", "elasticsearch": "Elasticsearch server"},
     "descriptor": {"gem": "GeM-pooled conv features, 512-d (recommended)",
@@ -346,8 +349,9 @@ class SettingsDialog(QDialog):
                 widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
                 widget.setToolTip(LOCKED_TIP)
         self.locked_fields = frozenset(names)
-        label = QLabel("Fixed for this launch: " + ", ".join(self.labels[n].lower() for n in names) + ". "
-                       + LOCKED_TIP)
+        said = [f"Elasticsearch {self.labels[n]}" if n.startswith("es_") else self.labels[n][:1].lower()
+                + self.labels[n][1:] for n in names]
+        label = QLabel("Fixed for this launch: " + ", ".join(said) + ". " + LOCKED_TIP)
         label.setObjectName("note")
         label.setWordWrap(True)
         label.setVisible(bool(names))

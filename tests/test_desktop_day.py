@@ -445,7 +445,7 @@ def test_every_crumb_shows_whole_or_elided_never_cut(qtbot):
     qtbot.waitUntil(lambda: [b.text() for b in trail.buttons] == labels)  # room again: the whole labels
 
 
-def test_the_folder_manager_lists_folders_indexed_by_the_cli(qtbot, make_window, tmp_path, photo_dir,
+def test_folders_indexed_by_the_cli_are_listed_rescanned_and_removable(qtbot, make_window, tmp_path, photo_dir,
                                                              shared_extractor):
     data = tmp_path / "data"
     cli_folder = mixed_folder(tmp_path / "from-the-cli", photo_dir)
@@ -460,6 +460,12 @@ def test_the_folder_manager_lists_folders_indexed_by_the_cli(qtbot, make_window,
                     timeout=WAIT_MS)
     item = manager.tree.topLevelItem(0)
     assert item.text(0) == str(cli_folder.resolve()) and item.text(2) == "—"  # scanned, but not from this app
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as rescan:
+        window.act.rescan.trigger()  # F5 re-scans it too
+    assert rescan.args[0]["report"]["unchanged"] == 6
+    qtbot.waitUntil(lambda: manager.tree.topLevelItemCount() == 1 and manager.tree.topLevelItem(0).text(1) == "6",
+                    timeout=WAIT_MS)
+    item = manager.tree.topLevelItem(0)
     item.setSelected(True)
     manager.remove_button.click()
     remove = next(b for b in manager.question.buttons() if b.text() == "Remove")
