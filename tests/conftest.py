@@ -87,10 +87,9 @@ SLOW_MODULES = {
     "test_cli",  # the CLI as its own process
     "test_cli_duplicates",
     "test_cases_library",
-    "test_gpu",
-    "test_screenshots",
     "test_model",  # builds VGG16 on each runtime and compares them (10-60 s a test)
     "test_precision",
+    "test_gpu",  # builds VGG16 for the GPU and the CPU
 }
 # Seen in a test's own source: it runs another interpreter (the CLI, the server, the app) or asks for
 # Chromium by name through request.getfixturevalue.
@@ -98,13 +97,14 @@ SLOW_SOURCE = ("sys.executable", 'getfixturevalue("browser")')
 
 
 def is_slow(item: pytest.Item) -> bool:
-    """Whether `item` uses one of the heavy things above (its fixtures, parameters or module)."""
+    """Whether `item` uses one of the heavy things above: by its fixtures, parameters, module or source."""
     if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
         return True
     params = getattr(getattr(item, "callspec", None), "params", {})
     if SLOW_PARAMS.intersection(v for v in params.values() if isinstance(v, str)):
         return True
-    if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__.rpartition(".")[2] in SLOW_MODULES:
         return True
     try:
         source = inspect.getsource(item.function)
