@@ -17,7 +17,7 @@ from core.duplicates import Group, Progress, find_groups, variant_pairs
 from core.errors import NOT_FOUND, UserError
 from core.file_actions import Plan, Result
 from core.images import ImageError, load_image
-from core.indexer import Cancel, IndexProgress, IndexReport, run_index
+from core.indexer import Cancel, IndexProgress, IndexReport, _State, run_index
 from core.model import (
     INPUT_SIZE,
     Extractor,
@@ -230,6 +230,15 @@ class Engine:
             follow_external_symlinks=self.settings.follow_external_symlinks,
             state_file=Path(self.settings.data_dir) / SCAN_STATE_FILE, annotations=self.annotations(),
         )
+
+    def indexed_roots(self) -> list[str]:
+        """The folders indexed into this index from this machine by any front end (CLI, HTTP API, desktop) that
+        it still holds images under: real fs paths as scanned, sorted. Read from the scan state that `index`
+        keeps in `<data_dir>/scan-state.json` under the store's location, then one `records(under=root)` probe
+        per root (so a folder forgotten with `remove_folder` drops out); a query per root, so call it off the
+        GUI thread. Raises StoreError when the index cannot be read."""
+        state = _State(Path(self.settings.data_dir) / SCAN_STATE_FILE, self.store.location())
+        return [root for root in sorted(state.roots) if next(iter(self.store.records(under=root)), None) is not None]
 
     def remove_folder(self, folder: str | Path) -> int:
         """Forget every image under `folder` (any path: an fs path, relative, with `~`, through symlinks);

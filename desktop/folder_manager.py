@@ -1,9 +1,10 @@
-"""The folder manager (File → Manage Folders…): the folders indexed from this app, with their image counts and
-last scan time; Add…, Re-scan and Remove.
+"""The folder manager (File → Manage Folders…): the indexed folders, with their image counts and last scan
+time; Add…, Re-scan and Remove.
 
-The index records images, not the folders they were indexed from, so the folder list is the app's own
-(Preferences.roots, kept as folders are added and removed), and so is the last scan time. Image counts come
-from one pass over the index's records in the search worker, never in the GUI thread.
+The list is the app's own folders (Preferences.roots, kept as folders are added and removed here, shown at
+once) and then every folder the index holds images from, whoever indexed it (the CLI or the HTTP API too:
+Engine.indexed_roots). The last scan time is the app's own record. Those roots and the image counts come
+from the search worker (one pass over the index's records), never from the GUI thread.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from core.scan import is_under
 from desktop.details import DATE_FORMAT
+from desktop.folders import all_roots
 from desktop.index_widgets import plural
 from desktop.session import OPEN
 
@@ -79,32 +81,33 @@ class FolderManager(QDialog):
         return items[0].data(0, Qt.ItemDataRole.UserRole) if items else None
 
     def refresh(self) -> None:
-        """List the folders now; their image counts follow from the search worker."""
+        """List the app's folders now; the index's other folders and every image count follow from the worker."""
         w = self.window_
-        roots, chosen = w.prefs.roots, self.selected()
+        roots = w.prefs.roots
+        self._list(dict.fromkeys(roots, None))
+        if w.session.state == OPEN:
+            engine = w.engine
+            w.searcher.call(lambda: count_by_folder(engine.store, all_roots(engine, roots)), self._show_counts)
+
+    def _list(self, counts: dict[str, int | None]) -> None:
+        """Show `counts` (folder -> image count, None while counting), keeping the selection."""
+        w, chosen = self.window_, self.selected()
         self.tree.clear()
-        for folder in roots:
+        for folder, count in counts.items():
             when = w.prefs.last_scan(folder)
             scanned = "—" if when is None else QLocale().toString(QDateTime.fromSecsSinceEpoch(int(when)), DATE_FORMAT)
-            item = QTreeWidgetItem([folder, "…", scanned])
+            item = QTreeWidgetItem([folder, "…" if count is None else f"{count:,}", scanned])
             item.setData(0, Qt.ItemDataRole.UserRole, folder)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.tree.addTopLevelItem(item)
             item.setSelected(folder == chosen)
-        self.note.setText("No folders indexed yet: Add… one." if not roots else
+        self.note.setText("No folders indexed yet: Add… one." if not counts else
                           "Re-scan brings a folder up to date (new, changed and deleted files). Remove forgets "
                           "its images; the files stay on disk.")
         self._update_buttons()
-        if roots and w.session.state == OPEN:
-            engine = w.engine
-            w.searcher.call(lambda: count_by_folder(engine.store, roots), self._show_counts)
 
     def _show_counts(self, counts: dict[str, int]) -> None:
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
-            count = counts.get(item.data(0, Qt.ItemDataRole.UserRole))
-            if count is not None:
-                item.setText(1, f"{count:,}")
+        self._list(counts)
         self.counted.emit()
 
     def _update_buttons(self) -> None:

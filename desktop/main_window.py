@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QWidget
 
@@ -40,6 +40,15 @@ from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 from desktop.worker import WORKER_NICE, Worker
 
 COUNT_EVERY_S = 1.0  # the image count refreshes this often while indexing
+DEFAULT_SIZE = QSize(1280, 800)  # the first window, where the screen has room; closing saves the user's own
+SCREEN_SHARE = 0.9  # of the screen's free area at most: room for the title bar and frame the size leaves out
+
+
+def first_size(available: QSize) -> QSize:
+    """The window's size at its first launch: DEFAULT_SIZE, shrunk to SCREEN_SHARE of `available` (the
+    screen less its panels and docks, QScreen.availableGeometry; device-independent pixels) where that is
+    smaller: a 1366x768 laptop screen got a window taller than itself."""
+    return DEFAULT_SIZE.boundedTo(QSize(int(available.width() * SCREEN_SHARE), int(available.height() * SCREEN_SHARE)))
 
 
 class MainWindow(QMainWindow):
@@ -59,6 +68,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Image Search")
         self.setAcceptDrops(True)
         self.prefs = prefs
+        self.base = base
         self.locked = frozenset(locked)
         self.settings_dialog: SettingsDialog | None = None
         self.duplicates_dialog: DuplicatesDialog | None = None
@@ -97,7 +107,7 @@ class MainWindow(QMainWindow):
         self.update_actions()
         geometry, state = prefs.geometry()
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 800)
+            self.resize(first_size(self.screen().availableGeometry().size()))
         if state is not None:
             self.restoreState(state)
         if (sizes := prefs.splitter_sizes()) is not None:
@@ -273,7 +283,7 @@ class MainWindow(QMainWindow):
     def apply_choices(self, choices: Choices) -> None:
         """Save the dialog's choices and apply them: a new index or model reopens the engine, which stops
         any job first and clears results of another model (see Session.open and SearchPresenter)."""
-        self.prefs.save_choices(choices, self.locked)
+        self.prefs.save_choices(choices, self.base, self.locked)
         if self.jobs.busy and choices.engine_changed(self.choices):
             self.statusBar().showMessage("Stopping indexing to apply the new settings…", 10000)
         self.session.apply(choices)

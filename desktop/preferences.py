@@ -1,8 +1,9 @@
 """The app's own preferences (QSettings), and how they overlay the engine Settings.
 
 Precedence: command-line flags and IMAGE_SEARCH_* variables (given for this launch) > what the user chose
-in the Settings dialog > the config file > defaults. Only keys the user actually chose are stored, so a
-value that was never touched keeps following the config file.
+in the Settings dialog > the config file > defaults. Only values the user changed from those below are
+stored, so a value that was never touched keeps following the config file. Every setting of core/config.py
+is one (its `descriptor` is the dialog's `new_descriptor`, since an index keeps its own).
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from core.config import DESCRIPTORS, Settings, flagged_settings
+from core.config import DESCRIPTORS, Settings, flagged_settings, setting_fields
 
 ORGANIZATION = "image-search"
 APPLICATION = "desktop"
 
-# Settings fields the dialog edits and QSettings may override.
-SETTING_KEYS = ("backend", "data_dir", "weights", "es_url", "es_index", "es_api_key", "es_username", "es_password",
-                "api_port")
-# Changing any of these needs a new Engine; the others (API) only restart the server.
-ENGINE_KEYS = frozenset(SETTING_KEYS) - {"api_port"}
+# Settings fields the dialog edits and QSettings may override: all of them.
+SETTING_KEYS = tuple(f.name for f in setting_fields() if f.name != "descriptor")
+# The HTTP API server's own settings (core/api/app.py, core/server.py): a change restarts only the server.
+API_KEYS = frozenset(k for k in SETTING_KEYS if k.startswith("api_")) | {"max_upload_mb"}
+# Changing any of the others needs a new Engine.
+ENGINE_KEYS = frozenset(SETTING_KEYS) - API_KEYS
 DEFAULT_RESULTS = 50
 
 
@@ -42,7 +44,9 @@ class Choices:
         )
 
     def api_changed(self, other: Choices) -> bool:
-        return (self.api_enabled, self.settings.api_port) != (other.api_enabled, other.settings.api_port)
+        return self.api_enabled != other.api_enabled or any(
+            getattr(self.settings, k) != getattr(other.settings, k) for k in API_KEYS
+        )
 
 
 def locked_keys(args: argparse.Namespace) -> frozenset[str]:
@@ -60,12 +64,9 @@ class Preferences:
 
     # -- the dialog's choices ---------------------------------------------------------------------
     def choices(self, base: Settings, locked: Collection[str] = ()) -> Choices:
-        changes: dict = {}
-        for key in SETTING_KEYS:
-            if key in locked or not self.store.contains(key):
-                continue
-            value = self.store.value(key, type=str)
-            changes[key] = int(value) if key == "api_port" else (value or None)
+        fields = {f.name: f for f in setting_fields()}
+        changes = {key: _parse(fields[key], self.store.value(key, type=str)) for key in SETTING_KEYS
+                   if key not in locked and self.store.contains(key)}
         settings = base.replace(**changes) if changes else base
         descriptor = self.store.value("new_descriptor", "gem", type=str)
         return Choices(
@@ -74,10 +75,16 @@ class Preferences:
             api_enabled=self.store.value("api_enabled", True, type=bool),
         )
 
-    def save_choices(self, choices: Choices, locked: Collection[str] = ()) -> None:
+    def save_choices(self, choices: Choices, base: Settings, locked: Collection[str] = ()) -> None:
+        """Store what differs from `base` (flags, environment, config file, defaults) and forget the rest;
+        `locked` keys (given for this launch) keep what was stored."""
         for key in SETTING_KEYS:
-            if key not in locked:
-                value = getattr(choices.settings, key)
+            value = getattr(choices.settings, key)
+            if key in locked:
+                continue
+            if value == getattr(base, key):
+                self.store.remove(key)
+            else:
                 self.store.setValue(key, "" if value is None else str(value))
         self.store.setValue("new_descriptor", choices.new_descriptor)
         self.store.setValue("api_enabled", choices.api_enabled)
@@ -135,6 +142,19 @@ class Preferences:
     def save_geometry(self, geometry: QByteArray, state: QByteArray) -> None:
         self.store.setValue("window/geometry", geometry)
         self.store.setValue("window/state", state)
+
+
+def _parse(field, text: str):
+    """A stored value (QSettings keeps text) as the type of its Settings field; "" is None where that is allowed.
+    Raises ValueError for text that is not of that type (an edited settings file)."""
+    kind = str(field.type)
+    if kind.startswith("bool"):
+        return text.lower() == "true"
+    if kind.startswith("int"):
+        return int(text)
+    if kind.startswith("float"):
+        return float(text)
+    return None if text == "" and "None" in kind else text
 
 
 def _key(folder: str) -> str:

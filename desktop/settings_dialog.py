@@ -1,8 +1,18 @@
-"""Settings: where the index lives (embedded or Elasticsearch), the model's weights, the HTTP API."""
+"""Settings: every setting of core/config.py, in tabs, each widget derived from the setting's definition.
+
+The type and metadata of each Settings field choose its widget (choices: a combo box; bool: a check box;
+int and float: spin boxes, the unit from the name's `_s`/`_mb` ending; secret: a password field; other
+text: a line edit) and its label and tooltip (the first clause of its help, and all of it). What the
+definitions do not say is added here by name: the tab, file and folder pickers, the list editor of
+`reference_folders`, nicer labels and ranges. A setting added to core/config.py shows up (in "Other")
+without touching this file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Collection
 
 import shiboken6
@@ -12,33 +22,54 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPushButton,
     QSizePolicy,
     QSpinBox,
     QStackedWidget,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from core.config import Settings
+from core.config import DESCRIPTORS, ConfigError, Settings, setting_fields
 from core.store import open_store
 from desktop.preferences import Choices
 from desktop.worker import Worker
 
-BACKEND_LABELS = {"embedded": "On this computer (embedded)", "elasticsearch": "Elasticsearch server"}
-DESCRIPTOR_LABELS = {"gem": "GeM-pooled conv features, 512-d (recommended)",
-                     "fc1": "fc1 layer, 4096-d (as the original project)"}
+# The tabs and the settings each shows, in order. The Index tab's `es_*` settings are the Elasticsearch
+# page, shown when that backend is chosen; a setting named nowhere goes to "Other".
+GROUPS = {
+    "Index": ("backend", "data_dir", "es_url", "es_index", "es_api_key", "es_username", "es_password",
+              "es_ca_certs", "es_timeout_s"),
+    "Model": ("weights", "descriptor", "runtime", "precision", "batch_size"),
+    "Folders": ("exclude", "follow_external_symlinks", "reference_folders", "keeper_rules"),
+    "HTTP API": ("api_host", "api_port", "api_token", "api_token_file", "api_cors_origins", "max_upload_mb"),
+}
+LABELS = {"backend": "Where the index is", "data_dir": "Index folder", "weights": "Model weights",
+          "descriptor": "Descriptor for new indexes", "reference_folders": "Reference folders",
+          "exclude": "Names the scan ignores", "keeper_rules": "Keeper rules",
+          # on the Elasticsearch page, where the help's "Elasticsearch ..." would say it again on every row
+          "es_url": "URL", "es_index": "Index name", "es_api_key": "API key", "es_username": "User name",
+          "es_password": "Password", "es_ca_certs": "CA certificate", "es_timeout_s": "Timeout"}
+CHOICE_LABELS = {
+    "backend": {"embedded": "On this computer (embedded)", "elasticsearch": "Elasticsearch server"},
+    "descriptor": {"gem": "GeM-pooled conv features, 512-d (recommended)",
+                   "fc1": "fc1 layer, 4096-d (as the original project)"},
+}
+FILES = {"weights": "Keras weights (*.h5 *.keras);;All files (*)",
+         "es_ca_certs": "Certificates (*.pem *.crt *.cer);;All files (*)", "api_token_file": "All files (*)"}
+FOLDERS = ("data_dir",)
+FOLDER_LISTS = ("reference_folders",)
+INT_RANGES = {"api_port": (0, 65535), "batch_size": (1, 1024)}
+UNITS = {"_s": " s", "_mb": " MB"}
 SPECIAL_WEIGHTS = ("imagenet", "random")
-FIELD_NAMES = {"backend": "where the index is", "data_dir": "index folder", "weights": "model weights",
-               "es_url": "Elasticsearch URL", "es_index": "index name", "es_api_key": "API key",
-               "es_username": "user name", "es_password": "password", "descriptor": "descriptor",
-               "api_port": "HTTP API port"}
 LOCKED_TIP = "They were given when Image Search was started; start it without them to change them here."
 
 
@@ -51,6 +82,53 @@ def probe_store(settings: Settings) -> str:
         store.close()
 
 
+def label_of(f: dataclasses.Field) -> str:
+    """The setting's label: LABELS, else its help up to the first parenthesis, colon or semicolon, capitalised."""
+    text = LABELS.get(f.name) or re.split(r" \(|[:;]", f.metadata["help"])[0].strip()
+    return text[:1].upper() + text[1:]
+
+
+def group_of(name: str) -> str:
+    return next((tab for tab, names in GROUPS.items() if name in names), "Other")
+
+
+class FolderList(QWidget):
+    """A list of folders with Add… and Remove, for a comma-separated setting of folders."""
+
+    def __init__(self, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.addItems([p.strip() for p in text.split(",") if p.strip()])
+        self.list.setMaximumHeight(96)
+        self.add_button = QPushButton("Add…")
+        self.remove_button = QPushButton("Remove")
+        self.add_button.clicked.connect(self._add)
+        self.remove_button.clicked.connect(lambda: [self.list.takeItem(self.list.row(i))
+                                                    for i in self.list.selectedItems()])
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+
+    def folders(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count())]
+
+    def text(self) -> str:
+        """The setting's value: the folders, comma-separated."""
+        return ", ".join(self.folders())
+
+    def add(self, folder: str) -> None:
+        if folder and folder not in self.folders():
+            self.list.addItem(folder)
+
+    def _add(self) -> None:
+        self.add(QFileDialog.getExistingDirectory(self, "Reference folder", os.path.expanduser("~")))
+
+
 class SettingsDialog(QDialog):
     def __init__(self, choices: Choices, locked: Collection[str], worker: Worker, parent: QWidget | None = None):
         super().__init__(parent)
@@ -58,88 +136,60 @@ class SettingsDialog(QDialog):
         self.setMinimumWidth(560)
         self._initial = choices
         self._worker = worker
-        s = choices.settings
+        self.fields: dict[str, QWidget] = {}  # setting name -> its editor (also an attribute of that name)
+        self.extras: dict[str, tuple[QWidget, ...]] = {}  # setting name -> its buttons, locked with it
+        self.labels: dict[str, str] = {}
+        forms: dict[str, QFormLayout] = {}
+        self.tabs = QTabWidget()
+        self.embedded_page, self.elastic_page = QWidget(), QWidget()
+        pages = {self.embedded_page: QFormLayout(self.embedded_page), self.elastic_page: QFormLayout(self.elastic_page)}
+        for form in pages.values():
+            form.setContentsMargins(0, 0, 0, 0)
+        order = [name for names in GROUPS.values() for name in names]
+        for f in sorted(setting_fields(), key=lambda f: order.index(f.name) if f.name in order else len(order)):
+            editor, row = self._editor(f, choices)
+            self.fields[f.name] = editor
+            setattr(self, f.name, editor)
+            self.labels[f.name] = label_of(f)
+            editor.setToolTip(f.metadata["help"])
+            tab = group_of(f.name)
+            if tab not in forms:
+                page = QWidget()
+                forms[tab] = QFormLayout(page)
+                forms[tab].setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+                self.tabs.addTab(page, tab)
+            form = forms[tab]
+            if tab == "Index" and f.name != "backend":
+                form = pages[self.elastic_page if f.name.startswith("es_") else self.embedded_page]
+            if isinstance(editor, QCheckBox):
+                form.addRow(row)
+            else:
+                form.addRow(self.labels[f.name] + ":", row)
+        self.browse_data, = self.extras["data_dir"]
+        self.browse_weights, self.imagenet_button = self.extras["weights"]
 
-        # -- the index ----------------------------------------------------------------------------
-        self.backend = QComboBox()
-        for key, label in BACKEND_LABELS.items():
-            self.backend.addItem(label, key)
-        self.backend.setCurrentIndex(self.backend.findData(s.backend))
-        self.data_dir = QLineEdit(s.data_dir)
-        browse_data = self.browse_data = QPushButton("Browse…")
-        browse_data.clicked.connect(self._choose_data_dir)
-        embedded = QWidget()
-        embedded_form = QFormLayout(embedded)
-        embedded_form.setContentsMargins(0, 0, 0, 0)
-        embedded_form.addRow("Index folder:", _row(self.data_dir, browse_data))
-
-        self.es_url = QLineEdit(s.es_url)
-        self.es_index = QLineEdit(s.es_index)
-        self.es_api_key = QLineEdit(s.es_api_key or "")
-        self.es_api_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.es_username = QLineEdit(s.es_username or "")
-        self.es_password = QLineEdit(s.es_password or "")
-        self.es_password.setEchoMode(QLineEdit.EchoMode.Password)
-        elastic = QWidget()
-        elastic_form = QFormLayout(elastic)
-        elastic_form.setContentsMargins(0, 0, 0, 0)
-        elastic_form.addRow("URL:", self.es_url)
-        elastic_form.addRow("Index name:", self.es_index)
-        elastic_form.addRow("API key:", self.es_api_key)
-        elastic_form.addRow("or user name:", self.es_username)
-        elastic_form.addRow("and password:", self.es_password)
-
+        # The Index tab: the backend's page, and a connection test.
         self.pages = QStackedWidget()
-        self.pages.addWidget(embedded)
-        self.pages.addWidget(elastic)
+        self.pages.addWidget(self.embedded_page)
+        self.pages.addWidget(self.elastic_page)
         self.backend.currentIndexChanged.connect(self._backend_changed)
         self.test_button = QPushButton("Test Connection")
         self.test_button.clicked.connect(self.test_connection)
         self.test_result = QLabel()
         self.test_result.setObjectName("testResult")
         self.test_result.setWordWrap(True)
-
-        index_box = QGroupBox("Index")
-        index_layout = QFormLayout(index_box)
-        index_layout.addRow("Backend:", self.backend)
-        index_layout.addRow(self.pages)
-        index_layout.addRow(_row(self.test_button, stretch=True))
-        index_layout.addRow(self.test_result)
-
-        # -- the model ----------------------------------------------------------------------------
-        self.weights = QLineEdit(s.weights)
-        self.weights.setPlaceholderText("imagenet")
-        self.weights.setToolTip("'imagenet' (the Keras download or a bundled copy) or the path of a VGG16 .h5 file")
-        browse_weights = self.browse_weights = QPushButton("Browse…")
-        browse_weights.clicked.connect(self._choose_weights)
-        imagenet = self.imagenet_button = QPushButton("ImageNet")
-        imagenet.setToolTip("Use the standard ImageNet weights")
-        imagenet.clicked.connect(lambda: self.weights.setText("imagenet"))
-        self.descriptor = QComboBox()
-        for key, label in DESCRIPTOR_LABELS.items():
-            self.descriptor.addItem(label, key)
-        self.descriptor.setCurrentIndex(self.descriptor.findData(choices.new_descriptor))
+        forms["Index"].addRow(self.pages)
+        forms["Index"].addRow(_row(self.test_button, stretch=True))
+        forms["Index"].addRow(self.test_result)
         note = QLabel("An existing index keeps the descriptor it was built with.")
         note.setObjectName("note")
-        model_box = QGroupBox("Model (VGG16)")
-        model_layout = QFormLayout(model_box)
-        model_layout.addRow("Weights:", _row(self.weights, browse_weights, imagenet))
-        model_layout.addRow("New indexes use:", self.descriptor)
-        model_layout.addRow(note)
+        forms["Model"].addRow(note)
 
-        # -- the HTTP API -------------------------------------------------------------------------
+        # The HTTP API tab: the app's own on/off choice first; the settings apply while it is on.
         self.api_enabled = QCheckBox("Serve the HTTP API and web page while the app runs")
         self.api_enabled.setChecked(choices.api_enabled)
-        self.api_port = QSpinBox()
-        self.api_port.setRange(0, 65535)
-        self.api_port.setSpecialValueText("any free port")  # 0: the system picks one (core.server)
-        self.api_port.setValue(s.api_port)
-        self.api_enabled.toggled.connect(self.api_port.setEnabled)
-        self.api_port.setEnabled(choices.api_enabled)
-        api_box = QGroupBox("HTTP API")
-        api_layout = QFormLayout(api_box)
-        api_layout.addRow(self.api_enabled)
-        api_layout.addRow(f"Port (on {s.api_host}):", self.api_port)
+        forms["HTTP API"].insertRow(0, self.api_enabled)
+        self.api_enabled.toggled.connect(self._api_toggled)
 
         self.error = QLabel()
         self.error.setObjectName("message")
@@ -150,34 +200,111 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(index_box)
-        layout.addWidget(model_box)
-        layout.addWidget(api_box)
+        layout.addWidget(self.tabs)
         layout.addWidget(self._lock(locked))
         layout.addWidget(self.error)
         layout.addWidget(buttons)
+        self._api_toggled(choices.api_enabled)
         self._backend_changed()
         buttons.button(QDialogButtonBox.StandardButton.Ok).setFocus()  # no key lands on a field unasked
 
+    def _editor(self, f: dataclasses.Field, choices: Choices) -> tuple[QWidget, QWidget]:
+        """The editor of setting `f` showing its value in `choices`, and the row that holds it (with buttons)."""
+        name, kind, meta = f.name, str(f.type), f.metadata
+        value = choices.new_descriptor if name == "descriptor" else getattr(choices.settings, name)
+        self.extras[name] = ()
+        if meta["choices"]:
+            editor = QComboBox()
+            for key in DESCRIPTORS if name == "descriptor" else meta["choices"]:
+                editor.addItem(CHOICE_LABELS.get(name, {}).get(key, key), key)
+            editor.setCurrentIndex(max(0, editor.findData(value)))
+        elif kind.startswith("bool"):
+            editor = QCheckBox(label_of(f))
+            editor.setChecked(bool(value))
+        elif kind.startswith(("int", "float")):
+            editor = QSpinBox() if kind.startswith("int") else QDoubleSpinBox()
+            if isinstance(editor, QDoubleSpinBox):
+                editor.setDecimals(1)
+            editor.setRange(*INT_RANGES.get(name, (0, 1_000_000)))
+            editor.setSuffix(next((unit for end, unit in UNITS.items() if name.endswith(end)), ""))
+            editor.setValue(value)
+        elif name in FOLDER_LISTS:
+            editor = FolderList(value or "")
+        else:
+            editor = QLineEdit("" if value is None else str(value))
+            if meta["secret"]:
+                editor.setEchoMode(QLineEdit.EchoMode.Password)
+        if name == "api_port":
+            editor.setSpecialValueText("any free port")  # 0: the system picks one (core.server)
+        if name == "weights":
+            editor.setPlaceholderText("imagenet")
+            imagenet = QPushButton("ImageNet")
+            imagenet.setToolTip("Use the standard ImageNet weights")
+            imagenet.clicked.connect(lambda: editor.setText("imagenet"))
+            self.extras[name] = (self._browse(editor, FILES[name]), imagenet)
+        elif name in FILES:
+            self.extras[name] = (self._browse(editor, FILES[name]),)
+        elif name in FOLDERS:
+            self.extras[name] = (self._browse(editor, None),)
+        return editor, (_row(editor, *self.extras[name]) if self.extras[name] else editor)
+
+    def _browse(self, editor: QLineEdit, file_filter: str | None) -> QPushButton:
+        """A Browse… button that puts a chosen file (or folder, without a filter) into `editor`."""
+        button = QPushButton("Browse…")
+
+        def choose() -> None:
+            if file_filter is None:
+                path = QFileDialog.getExistingDirectory(self, "Choose a folder", editor.text())
+            else:
+                path, _ = QFileDialog.getOpenFileName(self, "Choose a file", "", file_filter)
+            if path:
+                editor.setText(path)
+
+        button.clicked.connect(choose)
+        return button
+
+    def value(self, name: str):
+        """What the editor of setting `name` shows, as that setting's type (empty text: None where the setting
+        may be unset, else its default, else the value the dialog opened with)."""
+        editor = self.fields[name]
+        if isinstance(editor, QCheckBox):
+            return editor.isChecked()
+        if isinstance(editor, QComboBox):
+            return editor.currentData()
+        if isinstance(editor, QSpinBox | QDoubleSpinBox):
+            return editor.value()
+        if isinstance(editor, FolderList):
+            return editor.text()
+        text = editor.text() if editor.echoMode() == QLineEdit.EchoMode.Password else editor.text().strip()
+        if text:
+            return text
+        f = next(f for f in setting_fields() if f.name == name)
+        if "None" in str(f.type):
+            return None
+        return f.default if f.default is not dataclasses.MISSING else getattr(self._initial.settings, name)
+
     def choices(self) -> Choices:
         """What the dialog shows now."""
-        settings = self._initial.settings.replace(
-            backend=self.backend.currentData(),
-            data_dir=self.data_dir.text().strip() or self._initial.settings.data_dir,
-            weights=self.weights.text().strip() or "imagenet",
-            es_url=self.es_url.text().strip(),
-            es_index=self.es_index.text().strip() or self._initial.settings.es_index,
-            es_api_key=self.es_api_key.text() or None,
-            es_username=self.es_username.text().strip() or None,
-            es_password=self.es_password.text() or None,
-            api_port=self.api_port.value(),
-        )
+        names = [name for name in self.fields if name != "descriptor"]
+        settings = self._initial.settings.replace(**{name: self.value(name) for name in names})
         return Choices(settings, self.descriptor.currentData(), self.api_enabled.isChecked())
 
     def accept(self) -> None:
+        """Close with the choices, unless the weights file is missing or a value is refused by
+        Settings.validate (then the message is shown on the tab of the weights, or stays on this one)."""
         weights = self.weights.text().strip()
+        problem = None
         if weights and weights not in SPECIAL_WEIGHTS and not os.path.isfile(os.path.expanduser(weights)):
-            self.error.setText(f"Weights file not found: {weights}. Choose a VGG16 .h5 file, or 'imagenet'.")
+            problem = f"Weights file not found: {weights}. Choose a VGG16 .h5 file, or 'imagenet'."
+            self.tabs.setCurrentIndex(next(i for i in range(self.tabs.count())
+                                           if self.tabs.widget(i).isAncestorOf(self.weights)))
+        else:
+            try:
+                self.choices().settings.validate()
+            except ConfigError as exc:
+                problem = f"{exc}."
+        if problem is not None:
+            self.error.setText(problem)
             self.error.show()
             return
         super().accept()
@@ -205,34 +332,26 @@ class SettingsDialog(QDialog):
         self.pages.adjustSize()
         self.adjustSize()
 
-    def _choose_data_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Index folder", self.data_dir.text())
-        if folder:
-            self.data_dir.setText(folder)
-
-    def _choose_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "VGG16 weights", "", "Keras weights (*.h5 *.keras);;All files (*)")
-        if path:
-            self.weights.setText(path)
+    def _api_toggled(self, on: bool) -> None:
+        for name in GROUPS["HTTP API"]:
+            if name not in self.locked_fields:
+                self.fields[name].setEnabled(on)
 
     def _lock(self, locked: Collection[str]) -> QLabel:
         """Settings fixed for this launch (command-line options or environment variables) are shown read-only,
         their buttons off and out of the tab order, so no key or click can change them (issue 14)."""
-        fields = {"backend": (self.backend,), "data_dir": (self.data_dir, self.browse_data),
-                  "weights": (self.weights, self.browse_weights, self.imagenet_button), "es_url": (self.es_url,),
-                  "es_index": (self.es_index,), "es_api_key": (self.es_api_key,),
-                  "es_username": (self.es_username,), "es_password": (self.es_password,),
-                  "descriptor": (self.descriptor,), "api_port": (self.api_port,)}
-        names = [k for k in fields if k in locked]
+        names = [name for name in self.fields if name in locked]
         for name in names:
-            for widget in fields[name]:
+            for widget in (self.fields[name], *self.extras[name]):
                 if isinstance(widget, QLineEdit):
                     widget.setReadOnly(True)
                 widget.setEnabled(False)
                 widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
                 widget.setToolTip(LOCKED_TIP)
         self.locked_fields = frozenset(names)
-        label = QLabel("Fixed for this launch: " + ", ".join(FIELD_NAMES[n] for n in names) + ". " + LOCKED_TIP)
+        said = [f"Elasticsearch {self.labels[n]}" if n.startswith("es_") else self.labels[n][:1].lower()
+                + self.labels[n][1:] for n in names]
+        label = QLabel("Fixed for this launch: " + ", ".join(said) + ". " + LOCKED_TIP)
         label.setObjectName("note")
         label.setWordWrap(True)
         label.setVisible(bool(names))

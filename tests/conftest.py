@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import shutil
 import sys
@@ -63,6 +64,59 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("IMAGE_SEARCH_CONFIG", str(tmp_path / "no-config.toml"))
     # Quantized graphs and the per-machine runtime choice go to the session's own cache, not the user's.
     monkeypatch.setenv("IMAGE_SEARCH_CACHE_DIR", str(_session_cache))
+
+
+# The fast tier (`pytest -m "not slow"`) leaves out what builds or starts something heavy, measured with
+# `pytest --durations=0` on a loaded 2-core machine: building the real VGG16 graph and embedding photos with it
+# (seconds per test), the Elasticsearch server, headless Chromium, Docker, PyInstaller, wheels and the CLI or
+# the app run as their own processes (each imports TensorFlow: 5-15 s).
+SLOW_FIXTURES = {
+    "shared_extractor",  # the real VGG16 graph, and the indexes built with it
+    "es_url",  # the real Elasticsearch server
+    "browser",  # headless Chromium
+    "wheel",  # builds and installs a wheel
+    "frozen_build",  # the PyInstaller bundle
+    "glorot",  # test_precision: real extractors on every runtime and precision
+}
+SLOW_PARAMS = {"elasticsearch"}  # a backend parameter that asks for the server through request.getfixturevalue
+SLOW_MODULES = {
+    "test_container",  # Docker
+    "test_compose_file",  # Docker Compose
+    "test_installer",  # PyInstaller
+    "test_packaging",  # wheels
+    "test_cli",  # the CLI as its own process
+    "test_cli_duplicates",
+    "test_cases_library",
+    "test_model",  # builds VGG16 on each runtime and compares them (10-60 s a test)
+    "test_precision",
+    "test_gpu",  # builds VGG16 for the GPU and the CPU
+}
+# Seen in a test's own source: it runs another interpreter (the CLI, the server, the app) or asks for
+# Chromium by name through request.getfixturevalue.
+SLOW_SOURCE = ("sys.executable", 'getfixturevalue("browser")')
+
+
+def is_slow(item: pytest.Item) -> bool:
+    """Whether `item` uses one of the heavy things above: by its fixtures, parameters, module or source."""
+    if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if SLOW_PARAMS.intersection(v for v in params.values() if isinstance(v, str)):
+        return True
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__.rpartition(".")[2] in SLOW_MODULES:
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return any(needle in source for needle in SLOW_SOURCE)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 _exit_status: list[int] = []

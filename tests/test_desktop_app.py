@@ -193,11 +193,14 @@ def test_preferences_overlay_only_what_the_user_chose(tmp_path):
     prefs = Preferences(QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat))
     base = Settings(data_dir="/data", weights="imagenet", es_url="http://a:9200")
     assert prefs.choices(base) == Choices(base)
-    chosen = Choices(base.replace(weights="/w.h5", backend="elasticsearch", es_api_key="k", api_port=5050),
+    chosen = Choices(base.replace(weights="/w.h5", backend="elasticsearch", es_api_key="k", api_port=5050,
+                                  follow_external_symlinks=True, es_timeout_s=2.5),
                      new_descriptor="fc1", api_enabled=False)
-    prefs.save_choices(chosen, locked={"backend"})
+    prefs.save_choices(chosen, base, locked={"backend"})
     again = Preferences(QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat))
     restored = again.choices(base)
+    assert restored.settings.follow_external_symlinks is True and restored.settings.es_timeout_s == 2.5
+    assert not again.store.contains("es_url")  # untouched: it keeps following the config file
     assert restored.settings.weights == "/w.h5" and restored.settings.backend == "embedded"  # backend was locked
     assert restored.settings.es_api_key == "k" and restored.settings.es_password is None
     assert (restored.settings.api_port, restored.new_descriptor, restored.api_enabled) == (5050, "fc1", False)

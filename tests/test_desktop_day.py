@@ -11,15 +11,19 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QLineEdit, QSpinBox
 
-from core.config import Settings
+from core.config import Settings, setting_fields
+from core.engine import Engine
 from core.jobs import queue_for
 from desktop.index_widgets import JobStatus
-from desktop.main_window import MainWindow
-from desktop.preferences import Preferences
+from desktop.main_window import MainWindow, first_size
+from desktop.navigation import Breadcrumb
+from desktop.preferences import Choices, Preferences
 from desktop.search_view import HINT_EMPTY_INDEX
+from desktop.settings_dialog import FolderList, SettingsDialog
+from desktop.worker import Worker
 from tests.test_desktop import (  # noqa: F401 - fixtures are found by name
     WAIT_MS,
     drop,
@@ -357,3 +361,115 @@ def test_an_index_job_posted_to_the_api_shows_in_the_window_and_desktop_jobs_in_
     with urllib.request.urlopen(f"{url}/api/jobs", timeout=10) as response:
         listed = [j["job_id"] for j in json.load(response)["jobs"]]
     assert listed[:2] == [rescan.args[0]["job_id"], posted]
+
+
+# == a new user's first day (issue 11's trial) ======================================================
+def test_every_setting_is_in_the_settings_dialog_with_the_widget_of_its_type(qtbot, tmp_path):
+    worker = Worker("settings-test")
+    base = Settings(data_dir=str(tmp_path / "data"), weights="random")
+    dialog = SettingsDialog(Choices(base), (), worker)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    kinds = {"bool": QCheckBox, "int": QSpinBox, "float": QDoubleSpinBox}
+    for f in setting_fields():
+        editor = dialog.fields[f.name]
+        assert dialog.tabs.isAncestorOf(editor), f.name
+        expected = (QComboBox if f.metadata["choices"] else FolderList if f.name == "reference_folders"
+                    else kinds.get(str(f.type), QLineEdit))
+        assert isinstance(editor, expected), f.name
+        assert editor.toolTip() == f.metadata["help"]
+        if f.metadata["secret"]:
+            assert editor.echoMode() == QLineEdit.EchoMode.Password
+    assert dialog.choices() == Choices(base)  # shown as they are, read back the same
+    dialog.follow_external_symlinks.setChecked(True)
+    dialog.runtime.setCurrentIndex(dialog.runtime.findData("onnxruntime"))
+    dialog.batch_size.setValue(8)
+    dialog.es_timeout_s.setValue(2.5)
+    dialog.reference_folders.add(str(tmp_path))
+    dialog.api_token.setText("secret")
+    dialog.keeper_rules.setText("")  # empty: the default again
+    chosen = dialog.choices().settings
+    assert chosen == base.replace(follow_external_symlinks=True, runtime="onnxruntime", batch_size=8,
+                                  es_timeout_s=2.5, reference_folders=str(tmp_path), api_token="secret")
+    dialog.keeper_rules.setText("newest")
+    dialog.accept()
+    assert dialog.isVisible() and "unknown keeper rule 'newest'" in dialog.error.text()
+    dialog.reject()
+    worker.stop()
+
+
+def test_the_first_window_fits_the_screen_and_then_keeps_its_size(qtbot, tmp_path, prefs):
+    assert first_size(QSize(2560, 1400)) == QSize(1280, 800)
+    laptop = first_size(QSize(1366, 738))  # 1366x768 less a 30-px panel
+    assert laptop.width() <= 1366 and laptop.height() <= 738 - 60  # room for a title bar
+
+    def open_window() -> MainWindow:
+        window = MainWindow(Settings(data_dir=str(tmp_path / "data"), weights="random"), prefs,
+                            preload_model=False, serve_api=False, thumbnail_dir=tmp_path / "thumbs")
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.engine is not None, timeout=WAIT_MS)
+        return window
+
+    window = open_window()
+    screen = window.screen().availableGeometry()
+    assert window.width() <= screen.width() and window.height() <= screen.height()
+    assert window.size() == first_size(screen.size())
+    window.resize(620, 450)
+    window.close()
+    again = open_window()
+    assert again.size() == QSize(620, 450)  # the user's own size, from then on
+    again.close()
+
+
+def test_every_crumb_shows_whole_or_elided_never_cut(qtbot):
+    trail = Breadcrumb()
+    qtbot.addWidget(trail)
+    trail.resize(420, 40)
+    trail.show()
+    labels = ["a.jpg", "the long walk up the mountain on the second day of the holiday.jpg",
+              "IMG_20230812_174455_HDR_portrait_mode_final_edit.jpg", "b.jpg"]
+    trail.set_trail(labels, 3)
+    qtbot.wait(50)
+    assert trail.labels() == labels
+    shown = [b.text() for b in trail.buttons]
+    assert shown[0] == "a.jpg" and shown[3] == "b.jpg"
+    assert "…" in shown[1] and shown[1].endswith("holiday.jpg") is False and shown[1].startswith("the long")
+    assert shown[2].startswith("IMG_") and shown[2].endswith(".jpg") and "…" in shown[2]
+    view = trail.viewport()
+    for button in trail.buttons:  # inside the visible part, at least as wide as its own (elided) text needs
+        left = button.mapTo(view, button.rect().topLeft()).x()
+        assert left >= 0 and left + button.width() <= view.width(), button.text()
+        assert button.width() >= button.sizeHint().width(), button.text()
+    trail.resize(1600, 40)
+    qtbot.waitUntil(lambda: [b.text() for b in trail.buttons] == labels)  # room again: the whole labels
+
+
+def test_folders_indexed_by_the_cli_are_listed_rescanned_and_removable(qtbot, make_window, tmp_path, photo_dir,
+                                                             shared_extractor):
+    data = tmp_path / "data"
+    cli_folder = mixed_folder(tmp_path / "from-the-cli", photo_dir)
+    engine = Engine(Settings(data_dir=str(data), weights="random"), extractor=shared_extractor)
+    engine.index([cli_folder])  # what `image-search index` and POST /api/index run
+    assert engine.indexed_roots() == [str(cli_folder.resolve())]
+    engine.close()
+    window = make_window(data)
+    window.act.folders.trigger()
+    manager = window.folder_manager
+    qtbot.waitUntil(lambda: manager.tree.topLevelItemCount() == 1 and manager.tree.topLevelItem(0).text(1) == "6",
+                    timeout=WAIT_MS)
+    item = manager.tree.topLevelItem(0)
+    assert item.text(0) == str(cli_folder.resolve()) and item.text(2) == "—"  # scanned, but not from this app
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS) as rescan:
+        window.act.rescan.trigger()  # F5 re-scans it too
+    assert rescan.args[0]["report"]["unchanged"] == 6
+    qtbot.waitUntil(lambda: manager.tree.topLevelItemCount() == 1 and manager.tree.topLevelItem(0).text(1) == "6",
+                    timeout=WAIT_MS)
+    item = manager.tree.topLevelItem(0)
+    item.setSelected(True)
+    manager.remove_button.click()
+    remove = next(b for b in manager.question.buttons() if b.text() == "Remove")
+    with qtbot.waitSignal(window.index_finished, timeout=WAIT_MS):
+        remove.click()
+    qtbot.waitUntil(lambda: manager.tree.topLevelItemCount() == 0, timeout=WAIT_MS)
+    assert window.engine.indexed_roots() == []
