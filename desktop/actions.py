@@ -48,6 +48,7 @@ def build_actions(w) -> SimpleNamespace:
         forward=_action(w, "&Forward", w.search.go_forward, "Alt+Right", "forward", "Next query (Alt+Right)"),
         similar=_action(w, "Find &Similar", w.refine_selected, None, "similar",
                         "Search with the selected result (Enter, or double-click it)"),
+        tags=_action(w, "&Tags…", w.edit_tags, "Ctrl+T", None, "Add or remove tags on the selected results"),
         find=_action(w, "&Filter Results", w.focus_filter, "Ctrl+F", None, "Filter by file or folder name"),
         clear_filter=_action(w, "Clear Name Filter", w.controls.text_filter.clear, "Esc", None,
                              "Clear the name filter (Esc)"),
@@ -91,6 +92,7 @@ def build_actions(w) -> SimpleNamespace:
     file_menu.addAction(a.settings)
     file_menu.addSeparator()
     file_menu.addAction(a.quit)
+    bar.addMenu("&Edit").addAction(a.tags)
     view_menu = bar.addMenu("&View")
     view_menu.addActions([a.details, a.quick_look])
     view_menu.addSeparator()

@@ -36,6 +36,7 @@ from desktop.search_view import WindowSearchView
 from desktop.session import OPEN, Session
 from desktop.settings_dialog import SettingsDialog
 from desktop.status_bar import build_status_bar
+from desktop.tags import TagsDialog
 from desktop.thumbnails import ThumbnailLoader, thumbnail_key
 from desktop.worker import WORKER_NICE, Worker
 
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes(sizes)
         QApplication.instance().installEventFilter(self)  # mouse back/forward anywhere in the window
         self.view.said.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.view.tags_requested.connect(self.edit_tags)
         QTimer.singleShot(0, self.session.open)  # once the window is up: opening a server index may take seconds
 
     def _connect(self) -> None:
@@ -153,12 +155,14 @@ class MainWindow(QMainWindow):
 
     def _engine_opening(self) -> None:
         self.search.engine_opening()
+        self.details.set_engine(None, None)
         self.errors.clear()
         self.status_index.setText("Opening index…")
         self.update_actions()
 
     def _engine_opened(self, engine) -> None:
         self.search.engine_opened(engine)
+        self.details.set_engine(engine, self.searcher.call)
         self.update_actions()
         self.engine_ready.emit()
 
@@ -166,6 +170,7 @@ class MainWindow(QMainWindow):
         self.status_index.setText("No index")
         self.image_count = None
         self.search.engine_failed()
+        self.details.set_engine(None, None)
         self.update_actions()
         self.errors.handle(exc, retry=self.session.open)
         self.engine_failed.emit(str(exc))
@@ -220,6 +225,17 @@ class MainWindow(QMainWindow):
     def refine_selected(self) -> None:
         if hits := self.view.selected_hits():
             self.refine(hits[0].record, hits[0])
+
+    def edit_tags(self) -> None:
+        """Tags… for the selected results: add or remove tags on all of them at once."""
+        hits = self.view.selected_hits()
+        if not hits or self.engine is None:
+            return
+        dialog = TagsDialog(self.engine, [h.record.id for h in hits], self.searcher.call, self)
+        dialog.applied.connect(self.details.reload_tags)
+        dialog.applied.connect(lambda: self.statusBar().showMessage(
+            f"Tags saved for {len(hits)} image{'s' * (len(hits) != 1)}.", 5000))
+        dialog.open()
 
     def set_sort(self, key: str) -> None:
         """Order the results by a key of SORTS; the choice is kept for the next launch."""
@@ -321,6 +337,7 @@ class MainWindow(QMainWindow):
         self.act.web.setEnabled(self.session.api is not None)
         self.act.similar.setEnabled(bool(self.view.selected_hits()))
         self.act.quick_look.setEnabled(bool(self.view.selected_hits()))
+        self.act.tags.setEnabled(ready and bool(self.view.selected_hits()))
         self.search_view.update_placeholder_action(ready and not self.jobs.busy)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:

@@ -187,6 +187,7 @@ class ResultsView(QListView):
     """The grid. Double-click or Enter on a result asks to refine the search from it."""
 
     refine_requested = Signal(object)  # Hit
+    tags_requested = Signal()  # Tags… for the selected results
     said = Signal(str)  # a short message for the status bar (a file action failed, paths were copied)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None):
@@ -301,6 +302,8 @@ class ResultsView(QListView):
         menu.addAction("Open" if len(paths) <= OPEN_WITHOUT_ASKING else f"Open {len(paths)} Files…", open_all)
         menu.addAction("Reveal in Folder", reveal)
         menu.addAction("Copy Path" if len(paths) == 1 else f"Copy {len(paths)} Paths", copy)
+        menu.addSeparator()
+        menu.addAction("Tags…", self.tags_requested.emit)
         return menu
 
     def open_files(self, paths: list[str]) -> None:

@@ -290,3 +290,27 @@ def test_tags_dialog_adds_and_removes_on_many_images(qtbot, tagging):
         again.accept()
     assert engine.tags(a.id) == ["Sea", "holiday"] and engine.tags(c.id) == ["holiday"]
     assert engine.tags(b.id) == ["Beach", "holiday"]  # not selected: untouched
+
+
+def test_window_tags_the_selected_results_and_the_details_panel_follows(qtbot, window, photo_dir):
+    from desktop.tags import TagsDialog
+
+    search_by_drop(qtbot, window, photo_dir / "coffee.jpg")
+    window.act.details.trigger()
+    select_row(window, 1)
+    hit = window.model.hits()[1]
+    editor = window.details.tag_editor
+    qtbot.waitUntil(editor.isEnabled, timeout=WAIT_MS)  # the panel got the engine when the index opened
+    assert window.act.tags.isEnabled() and window.act.tags.shortcut().toString() == "Ctrl+T"
+    assert "Tags…" in [a.text() for a in window.view.context_menu(window.model.index(1)).actions()]
+
+    window.act.tags.trigger()  # Edit → Tags… on the selection
+    dialog = window.findChild(TagsDialog)
+    assert dialog is not None and dialog.ids == [hit.record.id]
+    qtbot.waitUntil(lambda: dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled(), timeout=WAIT_MS)
+    dialog.input.setText("Espresso")
+    qtbot.keyClick(dialog.input, Qt.Key.Key_Return)
+    with qtbot.waitSignal(dialog.applied, timeout=WAIT_MS):
+        dialog.accept()
+    assert window.engine.tags(hit.record.id) == ["Espresso"]
+    qtbot.waitUntil(lambda: editor.tags() == ["Espresso"], timeout=WAIT_MS)  # the panel reloads its tags
