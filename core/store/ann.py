@@ -27,6 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# usearch loads its numkong kernels with RTLD_GLOBAL, and ONNX Runtime loaded after them crashes while it
+# initialises (SIGSEGV; usearch 2.26.6, numkong 7.8.6, onnxruntime 1.32.0). Loaded first, both work.
+with contextlib.suppress(ImportError):
+    import onnxruntime  # noqa: F401 - must precede usearch
+
 from usearch.index import Index
 
 from core.store.vector_file import VectorFile
