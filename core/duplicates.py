@@ -7,12 +7,21 @@ N×N matrix is ever built. Byte-identical copies (same content hash) are joined 
 Hard links are one record with several paths (core.store.base.ImageRecord), so they never pair.
 
 Each group has a keeper chosen by ordered rules, and each other member a kind relative to the keeper:
-- `exact`: the same bytes (equal content hash, blake2b-128);
+- `exact`: the same bytes (equal content hash, blake2b-128, and size);
 - `near-duplicate`: the same picture at another size or encoding: cosine similarity to the keeper
   >= NEAR_DUPLICATE_SCORE and the same aspect ratio within ASPECT_TOLERANCE;
 - `similar`: in the group through similarity >= threshold (possibly through another member, so its own
   score to the keeper can be lower).
 A group's kind is its loosest member kind (exact < near-duplicate < similar).
+
+Exact copies inside a group: a group can hold a set of byte-identical files that are not the keeper's bytes
+(keeper K, a similar shot A, and A' a copy of A). Like dupeGuru and Czkawka, whose byte-identical matches are
+always "100 %"/"same hash" and safe to remove, the rule is: the members with the same bytes form an exact
+set; the set's best member by the same keeper rules (its lead) takes the kind relative to the keeper, and
+every other member of the set is `exact` with `copy_of` naming its lead (None: a copy of the keeper itself).
+So A' is always offered (its bytes stay in A), and A follows its own kind: the default action (exact and
+near-duplicate copies) removes A' and, when A is only a similar shot, keeps A. An exact copy's `score` is
+still its similarity to the keeper.
 
 NEAR_DUPLICATE_SCORE = 0.98 is a chosen figure, not one measured here: these machines have no ImageNet
 weights. With the deterministic random weights (tests), a half-size or quality-60 JPEG copy of the 18
@@ -93,11 +102,14 @@ class Member:
     score: float  # cosine similarity to the keeper (1.0 for the keeper)
     reference: bool  # a path lies in a reference folder: never marked for an action
     variant: str | None = None  # a key of VARIANTS when the member matches the keeper after that transform
+    copy_of: str | None = None  # kind "exact" only: the id of the lead of its exact set when that is not the keeper
 
 
 @dataclass(frozen=True)
 class Group:
-    members: tuple[Member, ...]  # the keeper first, then by kind (tightest first) and score (highest first)
+    # The keeper first, then each exact set's lead by kind (tightest first) and score (highest first), each
+    # lead followed by its exact copies.
+    members: tuple[Member, ...]
     reason: str  # why the keeper was chosen (RULE_REASONS' texts, or TIE_REASON)
 
     @property
@@ -256,8 +268,9 @@ def group_json(group: Group) -> dict:
     """A group as JSON (CLI `--json`, HTTP API): `kind`, `keep` (the keeper's path as display text; with
     `keep_bytes` when the name is not UTF-8, core.paths.path_json), `reason`, and `images`, the keeper
     first: core.store.base.record_json plus `kind` ("keeper" or a member kind), `score` (cosine similarity
-    to the keeper, 6 decimals), `reference` (true: in a reference folder, never acted on) and, for a
-    mirrored or rotated copy, `variant` (a key of VARIANTS)."""
+    to the keeper, 6 decimals), `reference` (true: in a reference folder, never acted on), for a mirrored or
+    rotated copy `variant` (a key of VARIANTS), and for an exact copy of a member other than the keeper
+    `copy_of` (that member's id)."""
     keep = path_json(group.keeper.record.path)
     return {
         "kind": group.kind,
@@ -265,7 +278,8 @@ def group_json(group: Group) -> dict:
         **({"keep_bytes": keep["path_bytes"]} if "path_bytes" in keep else {}),
         "reason": group.reason,
         "images": [{**record_json(m.record), "kind": m.kind, "score": round(m.score, 6), "reference": m.reference,
-                    **({"variant": m.variant} if m.variant else {})} for m in group.members],
+                    **({"variant": m.variant} if m.variant else {}),
+                    **({"copy_of": m.copy_of} if m.copy_of else {})} for m in group.members],
     }
 
 
@@ -328,15 +342,28 @@ def _group(records: list[ImageRecord], vectors: dict[str, np.ndarray], folder_ke
     decided = [i for i in deciding if i is not None]
     reason = RULE_REASONS[rules[min(decided)]] if decided else TIE_REASON
     keeper_vector = vectors.get(keeper.id)
+    leads: dict[tuple[str, int], ImageRecord] = {}  # (hash, size) -> the first of its exact set in rank order
     members = [Member(keeper, KEEPER, 1.0, reference[keeper.id])]
-    for r in ordered[1:]:
+    for r in ordered:
+        lead = leads.setdefault((r.hash, r.size), r)
+        if r is keeper:
+            continue
         # Cosine of unit vectors; 0.0 when a vector vanished meanwhile (deleted by another process).
         score = float(min(1.0, vectors[r.id] @ keeper_vector)) if keeper_vector is not None and r.id in vectors else 0.0
+        if lead is not r:  # a copy of another member's bytes (the keeper's or a lead's): see the module docstring
+            members.append(Member(r, "exact", score, reference[r.id], copy_of=None if lead is keeper else lead.id))
+            continue
         kind = member_kind(keeper, r, score)
         variant = variants.get(pair(keeper.id, r.id))
-        if kind != "exact" and variant is not None and variant.score > score:  # a transformed copy
+        if variant is not None and variant.score > score:  # a transformed copy
             members.append(Member(r, "similar", float(min(1.0, variant.score)), reference[r.id], variant.variant))
         else:
             members.append(Member(r, kind, score, reference[r.id]))
-    members[1:] = sorted(members[1:], key=lambda m: (KINDS.index(m.kind), -m.score, m.record.path))
+    by_id = {m.record.id: m for m in members}
+
+    def order(m: Member) -> tuple:
+        lead = by_id[m.copy_of] if m.copy_of else m
+        return (KINDS.index(lead.kind), -lead.score, lead.record.path, m is not lead, m.record.path)
+
+    members[1:] = sorted(members[1:], key=order)
     return Group(tuple(members), reason)

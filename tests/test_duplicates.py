@@ -108,6 +108,30 @@ def test_exact_copies_group_whatever_the_threshold(store):
     assert group.kind == "exact"
 
 
+def test_exact_copies_of_a_member_are_exact_copies_of_it(store):
+    """Keeper K; A a similar shot of K; A2 and A3 byte-identical to A. A keeps its kind relative to K; A's copies
+    are `exact` with `copy_of` A (whatever their vectors), so the default action removes them and keeps A."""
+    from core.file_actions import plan
+
+    base = unit(np.random.default_rng(12).standard_normal(DIMS))
+    keeper = rec("/p/k.jpg", size=9000, w=4000, h=3000, h_="c" * 32)
+    shot = near(base, 0.96, 13)
+    a = rec("/p/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32)
+    a2 = rec("/p/x/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32, mtime=-5)  # older: the set's lead
+    a3 = rec("/p/y/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32)
+    put(store, [(keeper, base), (a, shot), (a2, shot), (a3, near(shot, 0.9, 14))])  # a3: vector drift ignored
+
+    [group] = find_groups(store, 0.95)
+    assert group.keeper.record.path == "/p/k.jpg"
+    assert [(m.record.path, m.kind, m.copy_of) for m in group.members] == [
+        ("/p/k.jpg", "keeper", None), ("/p/x/a.jpg", "similar", None),
+        ("/p/a.jpg", "exact", a2.id), ("/p/y/a.jpg", "exact", a2.id)]
+    assert group.kind == "similar"
+    assert [i.get("copy_of") for i in group_json(group)["images"]] == [None, None, a2.id, a2.id]
+    assert sorted(r.path for r in plan([group]).records) == ["/p/a.jpg", "/p/y/a.jpg"]
+    assert len(plan([group], {"exact", "near-duplicate", "similar"}).records) == 3  # the keeper stays
+
+
 def test_keeper_rules_in_order(store, tmp_path):
     base = unit(np.random.default_rng(3).standard_normal(DIMS))
     ref = tmp_path / "ref"
