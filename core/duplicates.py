@@ -29,7 +29,10 @@ test photos scores >= 0.995 against its original, but two different photos reach
 cannot separate them and the tests use a stricter threshold. The aspect-ratio test is what keeps a crop
 or a rotated copy out of `near-duplicate`.
 
-Mirrored and rotated copies (opt-in): their descriptors differ (VGG16 features are not flip- or
+Mirrored and rotated copies (opt-in): search (`search_with_variants`, query-time) embeds the query's
+mirror and 90/180/270-degree rotations beside the query itself, in one batch, and keeps each image's best
+score over the five kNN searches (5 embeddings and 5 kNN queries per search instead of 1 and 1; measured in
+bench/search_variants.py). For duplicates, their descriptors differ (VGG16 features are not flip- or
 rotation-invariant), so a second pass, `variant_pairs`, embeds each image's mirror and 90/180/270-degree
 rotations with the caller's extractor and searches them in the store (4 extra embeddings and kNN queries
 per image: about 4x the embedding stage of indexing, measured in bench/duplicates.py --variants). Its pairs
@@ -50,7 +53,7 @@ from PIL import Image
 
 from core.config import KEEPER_RULES
 from core.paths import display_path, path_json
-from core.store.base import ImageRecord, SearchFilter, VectorStore, record_json
+from core.store.base import Hit, ImageRecord, SearchFilter, VectorStore, record_json
 from core.store.decisions import Decisions, pair
 
 KINDS = ("exact", "near-duplicate", "similar")  # tightest first
@@ -88,6 +91,14 @@ class VariantPair:
     a: str
     b: str
     score: float
+    variant: str
+
+
+@dataclass(frozen=True)
+class VariantHit(Hit):
+    """A search hit found through a transform of the query: `variant` is a key of VARIANTS and `score` the
+    cosine similarity of the transformed query to the hit."""
+
     variant: str
 
 
@@ -246,6 +257,25 @@ def variant_pairs(
     if chunk:
         search()
     return found
+
+
+def search_with_variants(search: Callable[[np.ndarray], list[Hit]], vectors: Sequence[tuple[str | None, np.ndarray]],
+                         k: int) -> list[Hit]:
+    """Query-time variants: the best `k` hits of `search(vector)` over `vectors`, (variant, float32 (dims,)
+    unit descriptor) pairs where variant is None for the query as it is or a key of VARIANTS. Each image
+    comes once, at its highest score (a tie goes to the earlier pair); one found best through a variant is
+    a VariantHit. Highest score first. Raises what `search` raises."""
+    best: dict[str, Hit] = {}
+    for variant, vector in vectors:
+        for hit in search(vector):
+            if hit.record.id not in best or hit.score > best[hit.record.id].score:
+                best[hit.record.id] = hit if variant is None else VariantHit(hit.record, hit.score, variant)
+    return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+
+def variant_json(hit: Hit) -> dict:
+    """`{"variant": name}` for a VariantHit (to merge into a hit's JSON), else `{}`."""
+    return {"variant": hit.variant} if isinstance(hit, VariantHit) else {}
 
 
 def member_kind(keeper: ImageRecord, member: ImageRecord, score: float) -> str:

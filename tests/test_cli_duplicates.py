@@ -167,3 +167,30 @@ def test_confirmation_on_a_terminal(photo_dir, tmp_path):
     accepted = ok(answering(base, "y", *action))
     assert "done for 2, 0 skipped" in accepted.stdout
     assert not files["exact"].exists() and (dest / "exact.jpg").is_file()
+
+
+def test_variants_in_search_similar_and_duplicates(photo_dir, tmp_path):
+    """--variants finds a copy rotated by 90 degrees, and says which transform matched."""
+    base = ["--data-dir", str(tmp_path / "data"), "--weights", "random"]
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    rotated = str(lib / "chelsea-rot90.jpg")
+    ok(run(base, "index", str(lib)))
+
+    for command in ("search", "similar"):
+        out = ok(run(base, command, str(lib / "chelsea.jpg"), "-k", "3", "--variants", "--json"))
+        results = {r["path"]: r for r in json.loads(out.stdout)["results"]}
+        assert results[rotated]["variant"] in ("rotate-90", "rotate-270") and results[rotated]["score"] >= 0.995
+    text = ok(run(base, "search", str(lib / "chelsea.jpg"), "-k", "3", "--variants")).stdout
+    assert f"{rotated}  [rotate-" in text
+
+    assert groups_of(base)["groups"] == []
+    body = groups_of(base, "--variants")
+    assert body["variants"] is True
+    [group] = body["groups"]
+    assert sorted(i["path"] for i in group["images"]) == [rotated, str(lib / "chelsea.jpg")]
+    assert group["kind"] == "similar" and group["images"][1]["variant"] in ("rotate-90", "rotate-270")

@@ -181,10 +181,14 @@ function renderGroups(body) {
     const head = el("li", "summary group-head", `${group.kind} · keep ${group.images[0].name} (${group.reason})`);
     head.style.gridColumn = "1 / -1"; // the CSSOM: the Content-Security-Policy allows no inline style attributes
     grid.append(head);
+    const names = new Map(group.images.map((image) => [image.id, image.name]));
     for (const image of group.images) {
       const item = card(image, step);
       item.dataset.kind = image.kind;
-      const label = image.kind === "keeper" ? "Keep" : image.reference ? `${image.kind} · reference` : image.kind;
+      // An exact copy of another member names it; a mirrored or rotated copy names its transform.
+      const notes = [image.copy_of && `copy of ${names.get(image.copy_of)}`, image.variant,
+        image.reference && "reference"].filter(Boolean);
+      const label = image.kind === "keeper" ? "Keep" : [image.kind, ...notes].join(" · ");
       item.querySelector(".thumb").append(el("span", "badge", label));
       grid.append(item);
     }
