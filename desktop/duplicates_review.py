@@ -6,6 +6,10 @@ folder and the keeper itself can never be marked. "Keep this" makes another memb
 scores are relative to the keeper the engine chose (core.duplicates), so the engine's keeper takes the new
 keeper's kind and score (both relations are symmetric) and the others keep theirs (relative to the
 engine's keeper: exact stays exact; near-duplicate and similar are approximations there).
+
+The user's choices outlive a new search (after an action, a threshold change, Reset Decisions): a Review
+made with `earlier` keeps each "keep this" whose image is still in a group and each mark or unmark the
+user made on an image still shown.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ class Row:
 
 
 class Review:
-    def __init__(self, groups: list[Group]):
+    def __init__(self, groups: list[Group], earlier: Review | None = None):
         self.groups = list(groups)  # as found, in the engine's order; "not duplicates" removes one
         self._keeper = [g.keeper.record.id for g in self.groups]  # the current keeper of each group
         self._marks = {m.record.id for g in self.groups for m in g.others
                        if m.kind in DEFAULT_MARKED and not m.reference}
+        self._chosen: set[str] = set()  # image ids the user chose to keep
+        self._set_by_user: dict[str, bool] = {}  # image id -> marked, as the user last set it
+        if earlier is not None:
+            self._carry(earlier)
 
     def rows(self, group: int) -> list[Row]:
         """The members of group `group`, the current keeper first, then as the engine ordered them."""
@@ -68,6 +76,8 @@ class Review:
             raise KeyError(image_id)
         replaced = self._keeper[group]
         self._keeper[group] = image_id
+        self._chosen.discard(replaced)
+        self._chosen.add(image_id)
         self._marks.discard(image_id)
         row = next(r for r in self.rows(group) if r.id == replaced)
         if row.markable and row.kind in DEFAULT_MARKED:
@@ -79,6 +89,7 @@ class Review:
         if not row.markable:
             return False
         (self._marks.add if marked else self._marks.discard)(image_id)
+        self._set_by_user[image_id] = marked
         return True
 
     def toggle(self, group: int, image_id: str) -> bool:
@@ -97,6 +108,17 @@ class Review:
     def marked_bytes(self) -> int:
         marks = set(self.marks())
         return sum(m.record.size for g in self.groups for m in g.members if m.record.id in marks)
+
+    def _carry(self, earlier: Review) -> None:
+        """Apply `earlier`'s keep-this choices, then its user's marks, to the groups found now."""
+        for n, found in enumerate(self.groups):  # a group holding two chosen images keeps the first shown
+            chosen = next((m.record.id for m in found.members if m.record.id in earlier._chosen), None)
+            if chosen is not None:
+                self.keep(n, chosen)
+        where = {m.record.id: n for n, g in enumerate(self.groups) for m in g.members}
+        for image_id, marked in earlier._set_by_user.items():
+            if image_id in where:
+                self.set_mark(where[image_id], image_id, marked)
 
     def drop(self, group: int) -> Group:
         """Take a group off the list (after "not duplicates"); its marks go with it."""
