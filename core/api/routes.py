@@ -86,10 +86,10 @@ def search() -> Response:
     fields = request_fields()
     original = is_original_request(fields)
     photo = photo_params(fields)
+    variants = bool_param(fields, "variants")  # checked even where unused (a words-only search)
     if not original and not has_image(fields) and (fields.get("text") is not None or photo.active()):
         return words_only(fields, photo)
     k, filters = search_params(fields, default_min_score=ORIGINAL_MIN_SCORE if original else None)
-    variants = bool_param(fields, "variants")
     image = query_image(fields)
     started = time.perf_counter()
     hits = ctx().engine.search(image, k, filters, photo, variants=variants)
