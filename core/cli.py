@@ -256,6 +256,10 @@ def cmd_duplicates(engine, args) -> int:
     plan = engine.plan_duplicates(groups, kinds=kinds, action="move" if args.move_to else "trash",
                                   move_to=args.move_to)
     say = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the one object
+    for record in plan.records:  # the plan itself, file by file, before the question
+        for path in record.paths:
+            to = f"  ->  {legible(plan.destination(path))}" if plan.action == "move" else ""
+            print(f"  {plan.action:<5}  {legible(path)}{to}", file=say)
     if not plan.records:
         print("nothing to do: no copy of the chosen kinds outside the reference folders", file=say)
         status = 0
