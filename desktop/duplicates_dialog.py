@@ -102,7 +102,8 @@ class DuplicatesDialog(QDialog):
         self.keep_button = self._button("Keep This (K)", self.keep_current)
         self.compare_button = self._button("Compare (C)", self.compare)
         self.not_dups_button = self._button("Not Duplicates", self.not_duplicates,
-                                            "This group is not duplicates: hide it from later runs")
+                                            "This group (or the images of it you selected) are not duplicates: "
+                                            "remembered until Reset Decisions")
         self.trash_button = self._button("Move Marked to Trash (Del)", lambda: self.act("trash"))
         self.move_button = self._button("Move Marked to Folder…", self._move_to_folder)
         self.undo_button = self._button("Undo Last Action", self.undo)
@@ -215,13 +216,26 @@ class DuplicatesDialog(QDialog):
         self.compare_view.show()
 
     def not_duplicates(self) -> None:
-        """Remember the current group as "not duplicates" and hide it; the outcome line says so and how to
-        bring it back (Reset Decisions: the decisions store has no per-group undo)."""
+        """Remember the current group as "not duplicates" and hide it, or, with two or more of its images
+        selected, only those as not duplicates of each other (then groups are found again: they may still
+        share a group through another image). The outcome line says what was done and how to bring it back
+        (Reset Decisions: the decisions store has no per-group undo)."""
         group, _ = self.tree.current()
         if group is None:
             return
-        ids = [m.record.id for m in self.review.groups[group].members]
         found = self.review.groups[group]
+        chosen = [image_id for g, image_id in self.tree.selected_members() if g == group]
+        if 2 <= len(chosen) < len(found.members):
+            names = ", ".join(m.record.name for m in found.members if m.record.id in chosen)
+            said = f"{names}: marked “not duplicates” of each other. Reset Decisions forgets it."
+
+            def find_again(_count) -> None:
+                self.outcome.setText(said)
+                self.find()
+
+            self._start("Saving…", lambda: self.engine.mark_not_duplicates(chosen), find_again)
+            return
+        ids = [m.record.id for m in found.members]
         said = (f"Group {group + 1} ({plural(len(ids), 'image')}, keeper {self.review.keeper(group).record.name}) "
                 "marked “not duplicates” and hidden, now and on later runs. Reset Decisions shows it again.")
 

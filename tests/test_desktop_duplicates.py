@@ -464,3 +464,28 @@ def test_keep_this_and_marks_survive_an_action_on_another_group(qtbot, dialog, l
     assert dialog.review.reason(0) == CHOSEN_REASON and checked(dialog, 0) == [None, False, False]
     # The moved copy is still indexed at its new place (outside the reference folder): marked again.
     assert dialog.status.text().startswith("2 groups, 6 images, 1 marked image (")
+
+
+def test_not_duplicates_for_selected_images_only(qtbot, dialog, library, engine):
+    """Two images of a group selected: only their pair is remembered; the group is found again (its third image
+    still pairs with both)."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    from core.store.decisions import decisions_for, pair
+
+    find(qtbot, dialog)
+    original_id, copy_id, _ = dialog.tree.image_ids(0)
+    dialog.tree.go_to(0, copy_id)
+    for row in (0, 1):  # as a Ctrl+click on the keeper adds it
+        dialog.tree.selectionModel().select(member(dialog, 0, row), QItemSelectionModel.SelectionFlag.Select
+                                            | QItemSelectionModel.SelectionFlag.Rows)
+    with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
+        dialog.not_dups_button.click()
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    decisions = decisions_for(engine.store)
+    try:
+        assert decisions.excluded_pairs() == {pair(original_id, copy_id)}
+    finally:
+        decisions.close()
+    assert "astronaut.jpg, astronaut.jpg: marked “not duplicates” of each other" in dialog.outcome.text()
+    assert len(dialog.groups()) == 2 and len(dialog.groups()[0]) == 3
