@@ -53,11 +53,17 @@ class Review:
         found = self.groups[group]
         keeper_id = self._keeper[group]
         chosen = next(m for m in found.members if m.record.id == keeper_id)
+        # A chosen exact copy of another member (copy_of) relates to the engine's keeper as that member does,
+        # and that member is an exact copy of it.
+        lead = next((m for m in found.members if m.record.id == chosen.copy_of), chosen)
         rows = [Row(chosen, KEEPER, 1.0, False, False)]
         for m in found.members:
             if m is chosen:
                 continue
-            kind, score = (chosen.kind, chosen.score) if m is found.keeper else (m.kind, m.score)
+            if m is found.keeper:
+                kind, score = lead.kind, lead.score
+            else:
+                kind, score = ("exact" if m is lead else m.kind), m.score
             rows.append(Row(m, kind, score, m.record.id in self._marks, not m.reference))
         return rows
 
@@ -70,8 +76,9 @@ class Review:
         return self.rows(group)[0].member
 
     def keep(self, group: int, image_id: str) -> None:
-        """Make `image_id` the keeper of `group`: its mark goes, and the member it replaces is marked when its
-        kind (now relative to the new keeper) is one marked by default. KeyError when it is not in the group."""
+        """Make `image_id` the keeper of `group`: its mark goes, and the member it replaces (and the member it is
+        an exact copy of, if any) is marked when its kind, now relative to the new keeper, is one marked by
+        default. KeyError when it is not in the group."""
         if not any(m.record.id == image_id for m in self.groups[group].members):
             raise KeyError(image_id)
         replaced = self._keeper[group]
@@ -79,9 +86,10 @@ class Review:
         self._chosen.discard(replaced)
         self._chosen.add(image_id)
         self._marks.discard(image_id)
-        row = next(r for r in self.rows(group) if r.id == replaced)
-        if row.markable and row.kind in DEFAULT_MARKED:
-            self._marks.add(replaced)
+        copy_of = next(m.copy_of for m in self.groups[group].members if m.record.id == image_id)
+        for row in self.rows(group):  # the old keeper, and the member the new one is an exact copy of
+            if row.id in (replaced, copy_of) and row.markable and row.kind in DEFAULT_MARKED:
+                self._marks.add(row.id)
 
     def set_mark(self, group: int, image_id: str, marked: bool) -> bool:
         """Mark or unmark a member; False (and nothing changes) for the keeper or a reference-folder file."""

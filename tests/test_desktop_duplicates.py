@@ -182,6 +182,13 @@ def test_review_carries_the_users_choices_into_a_new_search():
     assert again.marks() == ["a", "d"]  # a: replaced by the chosen keeper; c: unmarked by the user; d: new
     assert again.reason(1) == "oldest" and again.marks() == ["a", "d"]  # y is gone: its mark with it
 
+    # Keep y2, an exact copy of y (a similar shot of x): x is only similar to it (not marked), y is its exact
+    # copy (marked).
+    shots = Review([Group((member("x", "keeper"), member("y", "similar"), member("y2", "exact", "y")), "oldest")])
+    shots.keep(0, "y2")
+    assert [(r.id, r.kind) for r in shots.rows(0)] == [("y2", "keeper"), ("x", "similar"), ("y", "exact")]
+    assert shots.marks() == ["y"]
+
 
 def test_an_exact_copy_of_another_member_names_it(qtbot, tmp_path):
     from core.duplicates import Group, Member
