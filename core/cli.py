@@ -9,7 +9,7 @@ import time
 
 from core import __version__
 from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
-from core.duplicates import KINDS, group_json
+from core.duplicates import KINDS, VariantHit, group_json, variant_json
 from core.errors import EXIT_STATUS, UserError
 from core.images import ImageError
 from core.indexer import IndexProgress
@@ -41,6 +41,9 @@ def search_options() -> argparse.ArgumentParser:
     p.add_argument("--camera", metavar="WORDS", help="only photos from a camera whose name contains these words")
     p.add_argument("--exact", action="store_true",
                    help="score every indexed image instead of the search graph (embedded index only; slower)")
+    p.add_argument("--variants", action="store_true",
+                   help="also find mirrored and 90/180/270-degree rotated copies (5 searches; a match through a "
+                   "transform is marked with it, JSON `variant`)")
     p.add_argument("--json", action="store_true", help="one JSON object per query per line")
     return p
 
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--trash", action="store_true", help="move the copies not kept to the system trash")
     act.add_argument("--move-to", metavar="DIR", help="move the copies not kept into DIR, keeping their relative paths")
     p.add_argument("--yes", action="store_true", help="do it without asking (needed without a terminal)")
+    p.add_argument("--variants", action="store_true",
+                   help="also match mirrored and 90/180/270-degree rotated copies (slow: decodes and embeds every "
+                   "indexed image 4 more times); they are offered as similar, never acted on by default")
     sub.add_parser("undo", parents=[common], help="undo the last trash or move of duplicates")
     p = sub.add_parser("remove", parents=[common], help="forget the images under folders")
     p.add_argument("paths", nargs="+", metavar="FOLDER")
@@ -179,7 +185,8 @@ def cmd_search(engine, args) -> int:
     status = 0
     for image in args.images:
         try:
-            hits = engine.search(image, 10 if args.k is None else args.k, search_filter(args), photo)
+            hits = engine.search(image, 10 if args.k is None else args.k, search_filter(args), photo,
+                                 variants=args.variants)
         except ImageError as exc:
             print(f"image-search: error: {legible(image)}: {exc.reason}", file=sys.stderr)
             status = 1
@@ -189,7 +196,8 @@ def cmd_search(engine, args) -> int:
 
 
 def cmd_similar(engine, args) -> int:
-    hits = engine.similar(args.ref, 10 if args.k is None else args.k, search_filter(args), photo_filter(args))
+    hits = engine.similar(args.ref, 10 if args.k is None else args.k, search_filter(args), photo_filter(args),
+                          variants=args.variants)
     print_hits(args.ref, hits, args.json, engine)
     return 0
 
@@ -226,7 +234,7 @@ def cmd_duplicates(engine, args) -> int:
     queue, bar = queue_for(engine), ProgressBar()
     unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
         IndexProgress(job["done"], job["total"], "", None)))
-    job = queue.submit_duplicates(args.threshold)
+    job = queue.submit_duplicates(args.threshold, variants=args.variants)
     try:
         queue.wait(job.id)
         groups = queue.result(job.id)
@@ -237,7 +245,7 @@ def cmd_duplicates(engine, args) -> int:
     finally:
         unsubscribe()
     bar.close()
-    out = {"threshold": args.threshold, "groups": [group_json(g) for g in groups]}
+    out = {"threshold": args.threshold, "variants": args.variants, "groups": [group_json(g) for g in groups]}
     if not args.json:
         print_groups(groups, args.threshold)
     if not (args.trash or args.move_to):
@@ -248,6 +256,10 @@ def cmd_duplicates(engine, args) -> int:
     plan = engine.plan_duplicates(groups, kinds=kinds, action="move" if args.move_to else "trash",
                                   move_to=args.move_to)
     say = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the one object
+    for record in plan.records:  # the plan itself, file by file, before the question
+        for path in record.paths:
+            to = f"  ->  {legible(plan.destination(path))}" if plan.action == "move" else ""
+            print(f"  {plan.action:<5}  {legible(path)}{to}", file=say)
     if not plan.records:
         print("nothing to do: no copy of the chosen kinds outside the reference folders", file=say)
         status = 0
@@ -282,8 +294,10 @@ def print_groups(groups, threshold: float) -> None:
     for n, group in enumerate(groups, 1):
         print(f"group {n}: {group.kind}, {len(group.members)} images")
         print(f"  keep     {legible(group.keeper.record.path)}  ({group.reason})")
+        paths = {m.record.id: m.record.path for m in group.members}
         for member in group.others:
             notes = [member.variant] if member.variant else []
+            notes += [f"copy of {legible(paths[member.copy_of])}"] if member.copy_of else []
             notes += ["reference folder"] if member.reference else []
             notes = "".join(f"  [{note}]" for note in notes)
             print(f"  {member.kind:<14} {member.score:.4f}  {legible(member.record.path)}{notes}")
@@ -367,12 +381,13 @@ def print_hits(query: str, hits, as_json: bool, engine=None) -> None:
     if as_json:
         notes = engine.annotations_of(h.record.id for h in hits) if engine else {}
         query_json = {("query" if k == "path" else "query_bytes"): v for k, v in path_json(query).items()}
-        results = [{**hit_json(h), **annotation_json(notes.get(h.record.id))} for h in hits]
+        results = [{**hit_json(h), **annotation_json(notes.get(h.record.id)), **variant_json(h)} for h in hits]
         print(json.dumps({**query_json, "results": results}), flush=True)
         return
     print(f"{legible(query)}:")
     for hit in hits:
-        print(f"  {hit.score:7.4f}  {legible(hit.record.path)}")
+        print(f"  {hit.score:7.4f}  {legible(hit.record.path)}"
+              + (f"  [{hit.variant}]" if isinstance(hit, VariantHit) else ""))
     if not hits:
         print("  (no results)")
 

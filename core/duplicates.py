@@ -7,12 +7,21 @@ N×N matrix is ever built. Byte-identical copies (same content hash) are joined 
 Hard links are one record with several paths (core.store.base.ImageRecord), so they never pair.
 
 Each group has a keeper chosen by ordered rules, and each other member a kind relative to the keeper:
-- `exact`: the same bytes (equal content hash, blake2b-128);
+- `exact`: the same bytes (equal content hash, blake2b-128, and size);
 - `near-duplicate`: the same picture at another size or encoding: cosine similarity to the keeper
   >= NEAR_DUPLICATE_SCORE and the same aspect ratio within ASPECT_TOLERANCE;
 - `similar`: in the group through similarity >= threshold (possibly through another member, so its own
   score to the keeper can be lower).
 A group's kind is its loosest member kind (exact < near-duplicate < similar).
+
+Exact copies inside a group: a group can hold a set of byte-identical files that are not the keeper's bytes
+(keeper K, a similar shot A, and A' a copy of A). Like dupeGuru and Czkawka, whose byte-identical matches are
+always "100 %"/"same hash" and safe to remove, the rule is: the members with the same bytes form an exact
+set; the set's best member by the same keeper rules (its lead) takes the kind relative to the keeper, and
+every other member of the set is `exact` with `copy_of` naming its lead (None: a copy of the keeper itself).
+So A' is always offered (its bytes stay in A), and A follows its own kind: the default action (exact and
+near-duplicate copies) removes A' and, when A is only a similar shot, keeps A. An exact copy's `score` is
+still its similarity to the keeper.
 
 NEAR_DUPLICATE_SCORE = 0.98 is a chosen figure, not one measured here: these machines have no ImageNet
 weights. With the deterministic random weights (tests), a half-size or quality-60 JPEG copy of the 18
@@ -20,7 +29,10 @@ test photos scores >= 0.995 against its original, but two different photos reach
 cannot separate them and the tests use a stricter threshold. The aspect-ratio test is what keeps a crop
 or a rotated copy out of `near-duplicate`.
 
-Mirrored and rotated copies (opt-in): their descriptors differ (VGG16 features are not flip- or
+Mirrored and rotated copies (opt-in): search (`search_with_variants`, query-time) embeds the query's
+mirror and 90/180/270-degree rotations beside the query itself, in one batch, and keeps each image's best
+score over the five kNN searches (5 embeddings and 5 kNN queries per search instead of 1 and 1; measured in
+bench/search_variants.py). For duplicates, their descriptors differ (VGG16 features are not flip- or
 rotation-invariant), so a second pass, `variant_pairs`, embeds each image's mirror and 90/180/270-degree
 rotations with the caller's extractor and searches them in the store (4 extra embeddings and kNN queries
 per image: about 4x the embedding stage of indexing, measured in bench/duplicates.py --variants). Its pairs
@@ -41,7 +53,7 @@ from PIL import Image
 
 from core.config import KEEPER_RULES
 from core.paths import display_path, path_json
-from core.store.base import ImageRecord, SearchFilter, VectorStore, record_json
+from core.store.base import Hit, ImageRecord, SearchFilter, VectorStore, record_json
 from core.store.decisions import Decisions, pair
 
 KINDS = ("exact", "near-duplicate", "similar")  # tightest first
@@ -82,6 +94,14 @@ class VariantPair:
     variant: str
 
 
+@dataclass(frozen=True)
+class VariantHit(Hit):
+    """A search hit found through a transform of the query: `variant` is a key of VARIANTS and `score` the
+    cosine similarity of the transformed query to the hit."""
+
+    variant: str
+
+
 class Cancelled(Exception):
     """The search for duplicates was cancelled; nothing was changed."""
 
@@ -93,11 +113,14 @@ class Member:
     score: float  # cosine similarity to the keeper (1.0 for the keeper)
     reference: bool  # a path lies in a reference folder: never marked for an action
     variant: str | None = None  # a key of VARIANTS when the member matches the keeper after that transform
+    copy_of: str | None = None  # kind "exact" only: the id of the lead of its exact set when that is not the keeper
 
 
 @dataclass(frozen=True)
 class Group:
-    members: tuple[Member, ...]  # the keeper first, then by kind (tightest first) and score (highest first)
+    # The keeper first, then each exact set's lead by kind (tightest first) and score (highest first), each
+    # lead followed by its exact copies.
+    members: tuple[Member, ...]
     reason: str  # why the keeper was chosen (RULE_REASONS' texts, or TIE_REASON)
 
     @property
@@ -236,6 +259,25 @@ def variant_pairs(
     return found
 
 
+def search_with_variants(search: Callable[[np.ndarray], list[Hit]], vectors: Sequence[tuple[str | None, np.ndarray]],
+                         k: int) -> list[Hit]:
+    """Query-time variants: the best `k` hits of `search(vector)` over `vectors`, (variant, float32 (dims,)
+    unit descriptor) pairs where variant is None for the query as it is or a key of VARIANTS. Each image
+    comes once, at its highest score (a tie goes to the earlier pair); one found best through a variant is
+    a VariantHit. Highest score first. Raises what `search` raises."""
+    best: dict[str, Hit] = {}
+    for variant, vector in vectors:
+        for hit in search(vector):
+            if hit.record.id not in best or hit.score > best[hit.record.id].score:
+                best[hit.record.id] = hit if variant is None else VariantHit(hit.record, hit.score, variant)
+    return sorted(best.values(), key=lambda h: -h.score)[:k]
+
+
+def variant_json(hit: Hit) -> dict:
+    """`{"variant": name}` for a VariantHit (to merge into a hit's JSON), else `{}`."""
+    return {"variant": hit.variant} if isinstance(hit, VariantHit) else {}
+
+
 def member_kind(keeper: ImageRecord, member: ImageRecord, score: float) -> str:
     """`exact`, `near-duplicate` or `similar` for `member` against `keeper`, given their cosine `score`."""
     if member.hash == keeper.hash and member.size == keeper.size:
@@ -256,8 +298,9 @@ def group_json(group: Group) -> dict:
     """A group as JSON (CLI `--json`, HTTP API): `kind`, `keep` (the keeper's path as display text; with
     `keep_bytes` when the name is not UTF-8, core.paths.path_json), `reason`, and `images`, the keeper
     first: core.store.base.record_json plus `kind` ("keeper" or a member kind), `score` (cosine similarity
-    to the keeper, 6 decimals), `reference` (true: in a reference folder, never acted on) and, for a
-    mirrored or rotated copy, `variant` (a key of VARIANTS)."""
+    to the keeper, 6 decimals), `reference` (true: in a reference folder, never acted on), for a mirrored or
+    rotated copy `variant` (a key of VARIANTS), and for an exact copy of a member other than the keeper
+    `copy_of` (that member's id)."""
     keep = path_json(group.keeper.record.path)
     return {
         "kind": group.kind,
@@ -265,7 +308,8 @@ def group_json(group: Group) -> dict:
         **({"keep_bytes": keep["path_bytes"]} if "path_bytes" in keep else {}),
         "reason": group.reason,
         "images": [{**record_json(m.record), "kind": m.kind, "score": round(m.score, 6), "reference": m.reference,
-                    **({"variant": m.variant} if m.variant else {})} for m in group.members],
+                    **({"variant": m.variant} if m.variant else {}),
+                    **({"copy_of": m.copy_of} if m.copy_of else {})} for m in group.members],
     }
 
 
@@ -328,15 +372,28 @@ def _group(records: list[ImageRecord], vectors: dict[str, np.ndarray], folder_ke
     decided = [i for i in deciding if i is not None]
     reason = RULE_REASONS[rules[min(decided)]] if decided else TIE_REASON
     keeper_vector = vectors.get(keeper.id)
+    leads: dict[tuple[str, int], ImageRecord] = {}  # (hash, size) -> the first of its exact set in rank order
     members = [Member(keeper, KEEPER, 1.0, reference[keeper.id])]
-    for r in ordered[1:]:
+    for r in ordered:
+        lead = leads.setdefault((r.hash, r.size), r)
+        if r is keeper:
+            continue
         # Cosine of unit vectors; 0.0 when a vector vanished meanwhile (deleted by another process).
         score = float(min(1.0, vectors[r.id] @ keeper_vector)) if keeper_vector is not None and r.id in vectors else 0.0
+        if lead is not r:  # a copy of another member's bytes (the keeper's or a lead's): see the module docstring
+            members.append(Member(r, "exact", score, reference[r.id], copy_of=None if lead is keeper else lead.id))
+            continue
         kind = member_kind(keeper, r, score)
         variant = variants.get(pair(keeper.id, r.id))
-        if kind != "exact" and variant is not None and variant.score > score:  # a transformed copy
+        if variant is not None and variant.score > score:  # a transformed copy
             members.append(Member(r, "similar", float(min(1.0, variant.score)), reference[r.id], variant.variant))
         else:
             members.append(Member(r, kind, score, reference[r.id]))
-    members[1:] = sorted(members[1:], key=lambda m: (KINDS.index(m.kind), -m.score, m.record.path))
+    by_id = {m.record.id: m for m in members}
+
+    def order(m: Member) -> tuple:
+        lead = by_id[m.copy_of] if m.copy_of else m
+        return (KINDS.index(lead.kind), -lead.score, lead.record.path, m is not lead, m.record.path)
+
+    members[1:] = sorted(members[1:], key=order)
     return Group(tuple(members), reason)

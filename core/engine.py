@@ -13,7 +13,7 @@ from PIL import Image
 
 from core import __version__, file_actions
 from core.config import Settings
-from core.duplicates import Group, Progress, find_groups, variant_pairs
+from core.duplicates import VARIANTS, Group, Progress, find_groups, search_with_variants, variant_pairs
 from core.errors import NOT_FOUND, UserError
 from core.file_actions import Plan, Result
 from core.images import ImageError, load_image
@@ -89,7 +89,12 @@ class Engine:
 
     # -- searching --------------------------------------------------------------------------------
     def search(self, source: str | Path | bytes, k: int = 10, filters: SearchFilter | None = None,
-               photo: PhotoFilter | None = None) -> list[Hit]:
+               photo: PhotoFilter | None = None, *, variants: bool = False) -> list[Hit]:
+        """kNN by an image file or buffer (search_vector). variants: also match its mirrored and rotated
+        copies (core.duplicates.search_with_variants: 5 embeddings and kNN searches); a hit found through a
+        transform is a core.duplicates.VariantHit. Raises ImageError, StoreError."""
+        if variants:
+            return self._search_variants(load_image(source, draft=INPUT_SIZE).image, None, k, filters, photo)
         return self.search_vector(self.embed(source), k, filters, photo)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, filters: SearchFilter | None = None,
@@ -100,13 +105,26 @@ class Engine:
         return self._knn(vector, k, filters or SearchFilter(), photo or PhotoFilter())
 
     def similar(self, ref: str, k: int = 10, filters: SearchFilter | None = None,
-                photo: PhotoFilter | None = None) -> list[Hit]:
-        """Refine: search from an indexed image (id or path) by its stored vector; nothing is re-extracted."""
+                photo: PhotoFilter | None = None, *, variants: bool = False) -> list[Hit]:
+        """Refine: search from an indexed image (id or path) by its stored vector; nothing is re-extracted.
+        variants: also match its mirrored and rotated copies, which decodes its file and embeds the 4
+        transforms (ImageError when the file no longer decodes)."""
         record = self.resolve(ref)
         vector = self.store.vector(record.id)
         if vector is None:
             raise NotFound(f"no vector stored for {ref}")
+        if variants:
+            return self._search_variants(load_image(record.path, draft=INPUT_SIZE).image, vector, k, filters, photo)
         return self.search_vector(vector, k, filters, photo)
+
+    def _search_variants(self, image: Image.Image, vector: np.ndarray | None, k: int, filters: SearchFilter | None,
+                         photo: PhotoFilter | None) -> list[Hit]:
+        """The image (its `vector` when known, else embedded here) and its VARIANTS, embedded in one batch."""
+        shown = [image.transpose(t) for t in VARIANTS.values()] + ([image] if vector is None else [])
+        embedded = self._embed_images(shown)
+        queries = [(None, embedded[-1] if vector is None else vector),
+                   *zip(VARIANTS, embedded[:len(VARIANTS)], strict=True)]
+        return search_with_variants(lambda v: self.search_vector(v, k, filters, photo), queries, k)
 
     def resolve(self, ref: str) -> ImageRecord:
         """The record of an indexed image, by id or by any of its paths.

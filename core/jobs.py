@@ -42,6 +42,7 @@ class Job:
     kind: str  # INDEX, REMOVE or DUPLICATES
     paths: list[str]  # folders to index or remove; empty for duplicates
     threshold: float | None = None  # for duplicates: cosine similarity in [0, 1]
+    variants: bool = False  # for duplicates: also match mirrored and rotated copies
     prune_missing: bool = False
     state: str = QUEUED
     done: int = 0  # files (index) or folders (remove) handled so far
@@ -71,7 +72,8 @@ class JobQueue:
     """Thread-safe: any thread submits, polls, cancels and subscribes; one worker thread runs the jobs.
 
     `engine` is anything with the Engine methods the jobs call: `index(roots, progress=, cancel=)`,
-    `remove_folder(folder) -> int` and `duplicate_groups(threshold, progress=, cancel=) -> list[Group]`; they are looked
+    `remove_folder(folder) -> int` and `duplicate_groups(threshold, progress=, cancel=) -> list[Group]` (with
+    `variants=True` only for a job that asks for mirrored and rotated copies); they are looked
     up when a job runs, not when the queue is made.
     """
 
@@ -96,10 +98,12 @@ class JobQueue:
         """Forget every indexed image under each folder (the files stay on disk); result: how many, an int."""
         return self._submit(Job(id=uuid.uuid4().hex, kind=REMOVE, paths=list(folders), total=len(folders)))
 
-    def submit_duplicates(self, threshold: float) -> Job:
+    def submit_duplicates(self, threshold: float, variants: bool = False) -> Job:
         """Groups of images at least `threshold` similar (cosine, 0..1), with keepers and the "not duplicates"
-        decisions applied; result: list of core.duplicates.Group."""
-        return self._submit(Job(id=uuid.uuid4().hex, kind=DUPLICATES, paths=[], threshold=threshold))
+        decisions applied (and mirrored and rotated copies when `variants`); result: list of
+        core.duplicates.Group."""
+        return self._submit(Job(id=uuid.uuid4().hex, kind=DUPLICATES, paths=[], threshold=threshold,
+                                variants=variants))
 
     def _submit(self, job: Job) -> Job:
         with self._lock:
@@ -297,7 +301,8 @@ class JobQueue:
                 snapshot = job.to_dict()
             self._notify(snapshot)
 
-        groups = self._engine.duplicate_groups(job.threshold, progress=progress, cancel=job.cancel_event)
+        more = {"variants": True} if job.variants else {}  # only when asked, as the queue's docstring says
+        groups = self._engine.duplicate_groups(job.threshold, progress=progress, cancel=job.cancel_event, **more)
         with self._lock:
             job.report = {"threshold": job.threshold, "groups": len(groups),
                           "images": sum(len(g.members) for g in groups)}

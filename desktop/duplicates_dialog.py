@@ -6,14 +6,16 @@ Every engine call (Engine.duplicate_groups, act_on_duplicates, undo_last_action,
 reset_decisions) runs in the window's own thread (desktop/duplicates_calls) with a cancel event and progress;
 the GUI thread only shows results.
 After files are moved, `files_changed` tells the main window to search again (the engine has already
-taken them out of the index).
+taken them out of the index). Groups are then found again; the user's keep-this choices and marks carry
+over (desktop/duplicates_review.Review(groups, earlier)). The status line counts the groups, images and
+marks shown, kept current after every mark, keep, "not duplicates" and action.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -87,17 +89,21 @@ class DuplicatesDialog(QDialog):
         refs = QHBoxLayout()
         refs.addWidget(self.reference_label, 1)
         refs.addWidget(self._button("Add Reference Folder…", self._add_reference))
-        refs.addWidget(self._button("Reset Decisions", self.reset_decisions,
-                                    "Show groups marked “not duplicates” again on the next run"))
+        self.reset_button = self._button("Reset Decisions", self.reset_decisions,
+                                         "Forget every “not duplicates” decision and show those groups again")
+        refs.addWidget(self.reset_button)
 
         self.tree = DuplicatesTree(loader, self)
         self.tree.command.connect(self._command)
         self.tree.doubleClicked.connect(lambda _i: self._with_record(lambda r: files.open_file(r.path)))
+        self.tree.model_.modelReset.connect(self._show_counts)
+        self.tree.model_.dataChanged.connect(self._marks_may_have_changed)
 
         self.keep_button = self._button("Keep This (K)", self.keep_current)
         self.compare_button = self._button("Compare (C)", self.compare)
         self.not_dups_button = self._button("Not Duplicates", self.not_duplicates,
-                                            "This group is not duplicates: hide it from later runs")
+                                            "This group (or the images of it you selected) are not duplicates: "
+                                            "remembered until Reset Decisions")
         self.trash_button = self._button("Move Marked to Trash (Del)", lambda: self.act("trash"))
         self.move_button = self._button("Move Marked to Folder…", self._move_to_folder)
         self.undo_button = self._button("Undo Last Action", self.undo)
@@ -149,15 +155,29 @@ class DuplicatesDialog(QDialog):
         return [[r.member.record.path for r in self.review.rows(g)] for g in range(len(self.review.groups))]
 
     def _show_groups(self, groups) -> None:
-        self.review = Review(groups)
-        self.tree.show_review(self.review)
-        total = sum(len(g.members) for g in groups)
-        self.status.setText(f"{plural(len(groups), 'group')}, {plural(total, 'image')}, "
-                            f"{plural(len(self.review.marks()), 'marked image')}" if groups else "No duplicates found.")
+        self.review = Review(groups, self.review)  # the user's keep-this choices and marks carry over
+        self.tree.show_review(self.review)  # a model reset: _show_counts
         if groups:
             self.tree.go_to(0)
             self.tree.setFocus()
         self.groups_shown.emit()
+
+    def _show_counts(self) -> None:
+        """The status line: groups, images and marks shown now (left alone while a call reports its progress)."""
+        if self.calls.running:
+            return
+        groups = self.review.groups
+        if not groups:
+            self.status.setText("No duplicates found.")
+            return
+        total = sum(len(g.members) for g in groups)
+        marked = self.review.marks()
+        self.status.setText(f"{plural(len(groups), 'group')}, {plural(total, 'image')}, "
+                            f"{plural(len(marked), 'marked image')} ({files.human_size(self.review.marked_bytes())})")
+
+    def _marks_may_have_changed(self, _first, _last, roles=()) -> None:
+        if list(roles) != [Qt.ItemDataRole.DecorationRole]:  # not a thumbnail arriving
+            self._show_counts()
 
     # -- reviewing --------------------------------------------------------------------------------
     def keep_current(self) -> None:
@@ -196,11 +216,28 @@ class DuplicatesDialog(QDialog):
         self.compare_view.show()
 
     def not_duplicates(self) -> None:
+        """Remember the current group as "not duplicates" and hide it, or, with two or more of its images
+        selected, only those as not duplicates of each other (then groups are found again: they may still
+        share a group through another image). The outcome line says what was done and how to bring it back
+        (Reset Decisions: the decisions store has no per-group undo)."""
         group, _ = self.tree.current()
         if group is None:
             return
-        ids = [m.record.id for m in self.review.groups[group].members]
         found = self.review.groups[group]
+        chosen = [image_id for g, image_id in self.tree.selected_members() if g == group]
+        if 2 <= len(chosen) < len(found.members):
+            names = ", ".join(m.record.name for m in found.members if m.record.id in chosen)
+            said = f"{names}: marked “not duplicates” of each other. Reset Decisions forgets it."
+
+            def find_again(_count) -> None:
+                self.outcome.setText(said)
+                self.find()
+
+            self._start("Saving…", lambda: self.engine.mark_not_duplicates(chosen), find_again)
+            return
+        ids = [m.record.id for m in found.members]
+        said = (f"Group {group + 1} ({plural(len(ids), 'image')}, keeper {self.review.keeper(group).record.name}) "
+                "marked “not duplicates” and hidden, now and on later runs. Reset Decisions shows it again.")
 
         def hide(_count) -> None:
             where = next((n for n, g in enumerate(self.review.groups) if g is found), None)
@@ -208,12 +245,16 @@ class DuplicatesDialog(QDialog):
                 self.tree.model_.drop_group(where)  # and from the review
                 if self.review.groups:
                     self.tree.go_to(min(where, len(self.review.groups) - 1))
-            self.status.setText("Marked as not duplicates: hidden from later runs until Reset Decisions.")
+            self.outcome.setText(said)
 
         self._start("Saving…", lambda: self.engine.mark_not_duplicates(ids), hide)
 
     def reset_decisions(self) -> None:
-        self._start("Resetting decisions…", self.engine.reset_decisions, lambda _none: self._after_change(None))
+        def reset(_none) -> None:
+            self.outcome.setText("“Not duplicates” decisions forgotten: those groups are shown again.")
+            self._after_change(None)
+
+        self._start("Resetting decisions…", self.engine.reset_decisions, reset)
 
     # -- acting -----------------------------------------------------------------------------------
     def act(self, action: str, move_to: str | None = None) -> None:
@@ -269,6 +310,7 @@ class DuplicatesDialog(QDialog):
 
         def then(result) -> None:
             done(result)
+            self._show_counts()  # the call is over: the status line counts again
             self._again()
 
         self.calls.start(job, then)
@@ -287,7 +329,7 @@ class DuplicatesDialog(QDialog):
         self.progress.setRange(0, 0)  # busy indicator until the first progress report
         self.cancel_button.setEnabled(busy)
         for button in (self.find_button, self.keep_button, self.compare_button, self.not_dups_button,
-                       self.trash_button, self.move_button, self.undo_button):
+                       self.trash_button, self.move_button, self.undo_button, self.reset_button):
             button.setEnabled(not busy)
 
     def _show_progress(self, done: int, total: int) -> None:

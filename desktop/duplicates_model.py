@@ -146,6 +146,9 @@ class DuplicatesModel(QAbstractItemModel):
             return record.name
         if column == 1:
             kind = f"{KEEPER_BADGE} ({self.review.reason(group)})" if row.kind == KEEPER else row.kind
+            copy_of = row.member.copy_of
+            if row.kind != KEEPER and copy_of and copy_of != self.rows(group)[0].id:  # a copy of another member
+                kind += f" (copy of {next(r.member.record.name for r in self.rows(group) if r.id == copy_of)})"
             return kind + (f" ({row.member.variant})" if row.member.variant else "") + (
                 " · reference" if row.member.reference else "")
         if column == 2:

@@ -167,3 +167,65 @@ def test_confirmation_on_a_terminal(photo_dir, tmp_path):
     accepted = ok(answering(base, "y", *action))
     assert "done for 2, 0 skipped" in accepted.stdout
     assert not files["exact"].exists() and (dest / "exact.jpg").is_file()
+
+
+def test_variants_in_search_similar_and_duplicates(photo_dir, tmp_path):
+    """--variants finds a copy rotated by 90 degrees, and says which transform matched."""
+    base = ["--data-dir", str(tmp_path / "data"), "--weights", "random"]
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    rotated = str(lib / "chelsea-rot90.jpg")
+    ok(run(base, "index", str(lib)))
+
+    for command in ("search", "similar"):
+        out = ok(run(base, command, str(lib / "chelsea.jpg"), "-k", "3", "--variants", "--json"))
+        results = {r["path"]: r for r in json.loads(out.stdout)["results"]}
+        assert results[rotated]["variant"] in ("rotate-90", "rotate-270") and results[rotated]["score"] >= 0.995
+    text = ok(run(base, "search", str(lib / "chelsea.jpg"), "-k", "3", "--variants")).stdout
+    assert f"{rotated}  [rotate-" in text
+
+    assert groups_of(base)["groups"] == []
+    body = groups_of(base, "--variants")
+    assert body["variants"] is True
+    [group] = body["groups"]
+    assert sorted(i["path"] for i in group["images"]) == [rotated, str(lib / "chelsea.jpg")]
+    assert group["kind"] == "similar" and group["images"][1]["variant"] in ("rotate-90", "rotate-270")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the isolated trash is the freedesktop.org one")
+def test_exact_copies_of_a_copy_that_is_not_kept(photo_dir, tmp_path):
+    """A reference original, a quality-60 copy and two byte-identical copies of that: the latter are `exact`
+    copies of the first (copy_of), so `--kind exact` trashes them and keeps one quality-60 file."""
+    base = ["--data-dir", str(tmp_path / "data"), "--weights", "random"]
+    ref, lib = tmp_path / "ref", tmp_path / "lib"
+    (lib / "b").mkdir(parents=True)
+    ref.mkdir()
+    (ref / "astronaut.jpg").write_bytes((photo_dir / "astronaut.jpg").read_bytes())
+    Image.open(photo_dir / "astronaut.jpg").save(lib / "q60.jpg", quality=60)
+    for copy in (lib / "q60 copy.jpg", lib / "b" / "q60.jpg"):
+        copy.write_bytes((lib / "q60.jpg").read_bytes())
+    os.utime(lib / "q60.jpg", ns=(10**18, 10**18))  # the oldest of the three: the lead of their exact set
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "xdg")}  # never the user's trash
+    ok(run(base, "index", str(lib), str(ref)))
+
+    [group] = groups_of(base, "--reference", str(ref))["groups"]
+    images = {i["path"]: i for i in group["images"]}
+    lead = images[str(lib / "q60.jpg")]
+    assert group["keep"] == str(ref / "astronaut.jpg") and lead["kind"] == "near-duplicate" and "copy_of" not in lead
+    for copy in (lib / "q60 copy.jpg", lib / "b" / "q60.jpg"):
+        assert images[str(copy)]["kind"] == "exact" and images[str(copy)]["copy_of"] == lead["id"]
+    listed = ok(run(base, "duplicates", "--threshold", THRESHOLD, "--reference", str(ref))).stdout
+    assert f"exact          {lead['score']:.4f}  {lib / 'b' / 'q60.jpg'}  [copy of {lib / 'q60.jpg'}]" in listed
+
+    out = ok(run(base, "duplicates", "--threshold", THRESHOLD, "--reference", str(ref), "--kind", "exact",
+                 "--trash", "--yes", env=env))
+    assert f"  trash  {lib / 'q60 copy.jpg'}\n" in out.stdout and f"  trash  {lib / 'b' / 'q60.jpg'}\n" in out.stdout
+    assert "Move 2 files" in out.stdout and "done for 2, 0 skipped" in out.stdout
+    assert (lib / "q60.jpg").exists() and (ref / "astronaut.jpg").exists()
+    assert not (lib / "q60 copy.jpg").exists() and not (lib / "b" / "q60.jpg").exists()

@@ -158,6 +158,57 @@ def test_review_without_qt():
     assert review.marks() == [] and review.groups == []
 
 
+def test_review_carries_the_users_choices_into_a_new_search():
+    """Found again (after an action, a new threshold): keep-this and the user's marks stay where their images
+    still are; an image gone takes its choice with it; new images get the default marks."""
+    from core.duplicates import Group, Member
+    from core.store.base import ImageRecord
+    from desktop.duplicates_review import Review
+
+    def member(name: str, kind: str, copy_of: str | None = None) -> Member:
+        return Member(ImageRecord(name, (f"/p/{name}.jpg",), 100, 0, 0, 0, name * 4, 10, 10), kind, 0.99, False,
+                      copy_of=copy_of)
+
+    first = Review([Group((member("a", "keeper"), member("b", "exact"), member("c", "near-duplicate")), "oldest"),
+                    Group((member("x", "keeper"), member("y", "similar"), member("y2", "exact", "y")), "oldest")])
+    assert first.marks() == ["b", "c", "y2"]  # y2 is an exact copy of y: marked, y (similar) is not
+    first.keep(0, "b")
+    first.set_mark(0, "c", False)
+    first.set_mark(1, "y", True)
+    again = Review([Group((member("a", "keeper"), member("b", "exact"), member("c", "near-duplicate"),
+                           member("d", "exact")), "oldest"),
+                    Group((member("x", "keeper"), member("y2", "similar")), "oldest")], first)
+    assert [r.id for r in again.rows(0)] == ["b", "a", "c", "d"] and again.reason(0) == CHOSEN_REASON
+    assert again.marks() == ["a", "d"]  # a: replaced by the chosen keeper; c: unmarked by the user; d: new
+    assert again.reason(1) == "oldest" and again.marks() == ["a", "d"]  # y is gone: its mark with it
+
+    # Keep y2, an exact copy of y (a similar shot of x): x is only similar to it (not marked), y is its exact
+    # copy (marked).
+    shots = Review([Group((member("x", "keeper"), member("y", "similar"), member("y2", "exact", "y")), "oldest")])
+    shots.keep(0, "y2")
+    assert [(r.id, r.kind) for r in shots.rows(0)] == [("y2", "keeper"), ("x", "similar"), ("y", "exact")]
+    assert shots.marks() == ["y"]
+
+
+def test_an_exact_copy_of_another_member_names_it(qtbot, tmp_path):
+    from core.duplicates import Group, Member
+    from core.store.base import ImageRecord
+    from desktop.duplicates_model import DuplicatesModel
+    from desktop.duplicates_review import Review
+
+    def member(name: str, kind: str, copy_of: str | None = None) -> Member:
+        return Member(ImageRecord(name, (f"/p/{name}.jpg",), 100, 0, 0, 0, name * 4, 10, 10), kind, 0.97, False,
+                      copy_of=copy_of)
+
+    loader = ThumbnailLoader(64, tmp_path / "thumbs")
+    model = DuplicatesModel(loader)
+    model.set_review(Review([Group((member("k", "keeper"), member("a", "similar"), member("a2", "exact", "a"),
+                                    member("k2", "exact")), "oldest")]))
+    kinds = [model.index(r, 1, model.index(0, 0)).data() for r in range(4)]
+    assert kinds[1:] == ["similar", "exact (copy of a.jpg)", "exact"]
+    loader.shutdown()
+
+
 def test_compare_links_zoom_and_pan(qtbot, dialog, library):
     find(qtbot, dialog)
     dialog.tree.go_to(0, dialog.tree.image_ids(0)[2])
@@ -373,3 +424,75 @@ def test_a_new_threshold_during_an_action_waits_for_it(qtbot, dialog, engine, mo
     gate.set()
     with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):  # then the search runs
         pass
+
+
+def test_status_counts_follow_marks_keep_and_not_duplicates(qtbot, dialog, library):
+    find(qtbot, dialog)
+    assert "2 groups, 6 images, 3 marked images" in dialog.status.text()
+    dialog.tree.go_to(0, dialog.tree.image_ids(0)[1])
+    qtbot.keyClick(dialog.tree, Qt.Key.Key_Space)  # unmark the exact copy
+    assert "2 groups, 6 images, 2 marked images" in dialog.status.text()
+    box = member(dialog, 0, 1)  # a click on its box marks it again
+    assert dialog.tree.model_.setData(box, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
+    assert "3 marked images" in dialog.status.text()
+
+    dialog.tree.go_to(0)
+    dialog.not_dups_button.click()
+    qtbot.waitUntil(lambda: len(dialog.groups()) == 1 and dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    # It says what it hid and how to get it back, and the counts follow.
+    assert "Group 1 (3 images, keeper astronaut.jpg) marked “not duplicates” and hidden" in dialog.outcome.text()
+    assert "Reset Decisions" in dialog.outcome.text()
+    assert dialog.status.text().startswith("1 group, 3 images, 1 marked image (")
+    with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
+        dialog.reset_button.click()
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    assert len(dialog.groups()) == 2 and "forgotten" in dialog.outcome.text()
+    assert "2 groups, 6 images, 3 marked images" in dialog.status.text()
+
+
+def test_keep_this_and_marks_survive_an_action_on_another_group(qtbot, dialog, library, tmp_path, monkeypatch):
+    find(qtbot, dialog)
+    monkeypatch.setattr("desktop.duplicates_dialog.QFileDialog.getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "moved"))
+    monkeypatch.setattr(dialog, "confirm", lambda text: True)
+    tree = dialog.tree
+    original_id, copy_id, q60_id = tree.image_ids(0)
+    tree.go_to(0, copy_id)
+    qtbot.keyClick(tree, Qt.Key.Key_K)  # keep the copy: the original is marked instead
+    tree.go_to(0, q60_id)
+    qtbot.keyClick(tree, Qt.Key.Key_Space)  # and the quality-60 copy is not to be moved
+    assert checked(dialog, 0) == [None, True, False]
+    dialog.review.set_mark(0, original_id, False)  # nothing of group 0 is acted on
+    with qtbot.waitSignal(dialog.action_finished, timeout=WAIT_MS) as done:
+        dialog.move_button.click()  # moves group 1's marked copy only
+    assert done.args[0].done == [str(library["ref_copy"])]
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    assert dialog.groups()[0] == [str(library["copy"]), str(library["original"]), str(library["q60"])]
+    assert dialog.review.reason(0) == CHOSEN_REASON and checked(dialog, 0) == [None, False, False]
+    # The moved copy is still indexed at its new place (outside the reference folder): marked again.
+    assert dialog.status.text().startswith("2 groups, 6 images, 1 marked image (")
+
+
+def test_not_duplicates_for_selected_images_only(qtbot, dialog, library, engine):
+    """Two images of a group selected: only their pair is remembered; the group is found again (its third image
+    still pairs with both)."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    from core.store.decisions import decisions_for, pair
+
+    find(qtbot, dialog)
+    original_id, copy_id, _ = dialog.tree.image_ids(0)
+    dialog.tree.go_to(0, copy_id)
+    for row in (0, 1):  # as a Ctrl+click on the keeper adds it
+        dialog.tree.selectionModel().select(member(dialog, 0, row), QItemSelectionModel.SelectionFlag.Select
+                                            | QItemSelectionModel.SelectionFlag.Rows)
+    with qtbot.waitSignal(dialog.groups_shown, timeout=WAIT_MS):
+        dialog.not_dups_button.click()
+    qtbot.waitUntil(lambda: dialog.find_button.isEnabled(), timeout=WAIT_MS)
+    decisions = decisions_for(engine.store)
+    try:
+        assert decisions.excluded_pairs() == {pair(original_id, copy_id)}
+    finally:
+        decisions.close()
+    assert "astronaut.jpg, astronaut.jpg: marked “not duplicates” of each other" in dialog.outcome.text()
+    assert len(dialog.groups()) == 2 and len(dialog.groups()[0]) == 3

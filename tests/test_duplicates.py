@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ from core.duplicates import (
     same_aspect,
     variant_pairs,
 )
+from core.images import ImageError
 from core.model import to_model_pixels
 from core.store.base import ImageRecord, ModelIdentity, new_image_id
 from core.store.decisions import decisions_for
@@ -106,6 +108,30 @@ def test_exact_copies_group_whatever_the_threshold(store):
     put(store, [(a, unit(rng.standard_normal(DIMS))), (b, unit(rng.standard_normal(DIMS)))])
     [group] = find_groups(store, 0.9999)
     assert group.kind == "exact"
+
+
+def test_exact_copies_of_a_member_are_exact_copies_of_it(store):
+    """Keeper K; A a similar shot of K; A2 and A3 byte-identical to A. A keeps its kind relative to K; A's copies
+    are `exact` with `copy_of` A (whatever their vectors), so the default action removes them and keeps A."""
+    from core.file_actions import plan
+
+    base = unit(np.random.default_rng(12).standard_normal(DIMS))
+    keeper = rec("/p/k.jpg", size=9000, w=4000, h=3000, h_="c" * 32)
+    shot = near(base, 0.96, 13)
+    a = rec("/p/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32)
+    a2 = rec("/p/x/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32, mtime=-5)  # older: the set's lead
+    a3 = rec("/p/y/a.jpg", size=5000, w=4000, h=3000, h_="d" * 32)
+    put(store, [(keeper, base), (a, shot), (a2, shot), (a3, near(shot, 0.9, 14))])  # a3: vector drift ignored
+
+    [group] = find_groups(store, 0.95)
+    assert group.keeper.record.path == "/p/k.jpg"
+    assert [(m.record.path, m.kind, m.copy_of) for m in group.members] == [
+        ("/p/k.jpg", "keeper", None), ("/p/x/a.jpg", "similar", None),
+        ("/p/a.jpg", "exact", a2.id), ("/p/y/a.jpg", "exact", a2.id)]
+    assert group.kind == "similar"
+    assert [i.get("copy_of") for i in group_json(group)["images"]] == [None, None, a2.id, a2.id]
+    assert sorted(r.path for r in plan([group]).records) == ["/p/a.jpg", "/p/y/a.jpg"]
+    assert len(plan([group], {"exact", "near-duplicate", "similar"}).records) == 3  # the keeper stays
 
 
 def test_keeper_rules_in_order(store, tmp_path):
@@ -369,3 +395,76 @@ def test_engine_variant_pass_finds_a_rotated_copy(engine, photo_dir, tmp_path):
     [group] = engine.duplicate_groups(0.995, variants=True)
     assert sorted(m.record.name for m in group.members) == ["chelsea-rot90.jpg", "chelsea.jpg"]
     assert group.others[0].variant in ("rotate-90", "rotate-270") and group.kind == "similar"
+
+
+# -- mirrored and rotated copies in search (query-time variants), the CLI and the API -----------------------------
+
+def rotated_library(engine, photo_dir, tmp_path) -> Path:
+    """chelsea, its copy rotated by 90 degrees and coffee, indexed by the real pipeline."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    engine.index([str(lib)])
+    return lib
+
+
+def test_search_and_similar_with_variants(engine, photo_dir, tmp_path):
+    from core.duplicates import VariantHit
+
+    lib = rotated_library(engine, photo_dir, tmp_path)
+    rotated = str(lib / "chelsea-rot90.jpg")
+    plain = {h.record.path: h for h in engine.search(lib / "chelsea.jpg", k=3)}
+    assert not any(isinstance(h, VariantHit) for h in plain.values())
+    for hits in (engine.search(lib / "chelsea.jpg", k=3, variants=True),
+                 engine.similar(str(lib / "chelsea.jpg"), k=3, variants=True)):
+        found = {h.record.path: h for h in hits}
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert found[str(lib / "chelsea.jpg")].score == pytest.approx(1.0, abs=1e-4)
+        assert not isinstance(found[str(lib / "chelsea.jpg")], VariantHit)  # itself: as it is
+        assert isinstance(found[rotated], VariantHit) and found[rotated].variant in ("rotate-90", "rotate-270")
+        assert found[rotated].score >= 0.995 > plain[rotated].score
+    assert len(engine.search(lib / "chelsea.jpg", k=1, variants=True)) == 1  # k holds over the five searches
+    os.remove(lib / "chelsea.jpg")
+    with pytest.raises(ImageError):  # `similar` with variants decodes the file
+        engine.similar(str(lib / "chelsea.jpg"), variants=True)
+
+
+def test_api_variants(engine, photo_dir, tmp_path):
+    """`variants=true` on search, similar and duplicates; answers of the documented shape."""
+    from core.api.app import create_app
+
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    lib = rotated_library(engine, photo_dir, tmp_path)
+    rotated = str(lib / "chelsea-rot90.jpg")
+    client = create_app(engine, engine.settings).test_client()
+    spec = client.get("/api/openapi.json").get_json()
+
+    def valid(body: dict, schema: str) -> dict:
+        jsonschema_rs.Draft202012Validator({"$ref": f"#/components/schemas/{schema}",
+                                            "components": spec["components"]}).validate(body)
+        return body
+
+    upload = (lib / "chelsea.jpg").read_bytes()
+    response = client.post("/api/search", data={"image": (io.BytesIO(upload), "q.jpg"), "variants": "true", "k": "3"})
+    results = {r["path"]: r for r in valid(response.get_json(), "Results")["results"]}
+    assert results[rotated]["variant"] in ("rotate-90", "rotate-270")
+    assert "variant" not in results[str(lib / "chelsea.jpg")]
+    body = client.post("/api/search", json={"image": base64.b64encode(upload).decode(), "k": 3}).get_json()
+    assert not any("variant" in r for r in body["results"])  # off by default
+
+    chelsea = engine.resolve(str(lib / "chelsea.jpg"))
+    results = valid(client.get(f"/api/images/{chelsea.id}/similar?k=3&variants=1").get_json(), "Results")["results"]
+    assert {r["path"]: r.get("variant") for r in results}[rotated] in ("rotate-90", "rotate-270")
+
+    assert client.get("/api/duplicates?threshold=0.995").get_json()["groups"] == []
+    body = valid(client.get("/api/duplicates?threshold=0.995&variants=true").get_json(), "Duplicates")
+    assert body["variants"] is True
+    [group] = body["groups"]  # whichever is kept, the other is its rotated copy
+    assert sorted(i["path"] for i in group["images"]) == [rotated, str(lib / "chelsea.jpg")]
+    assert group["images"][1]["variant"] in ("rotate-90", "rotate-270")
+    for bad in ("/api/duplicates?variants=maybe", f"/api/images/{chelsea.id}/similar?variants=2"):
+        response = client.get(bad)
+        assert response.status_code == 400 and "variants" in response.get_json()["detail"]

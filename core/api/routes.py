@@ -31,7 +31,7 @@ from core.api.parsing import (
 )
 from core.api.security import token_given
 from core.api.shapes import image_links, record_json, results_payload
-from core.duplicates import Group, group_json
+from core.duplicates import Group, group_json, variant_json
 from core.model import WeightsError, imagenet_candidates, resolve_weights
 from core.store.annotations import InvalidTag
 
@@ -86,13 +86,14 @@ def search() -> Response:
     fields = request_fields()
     original = is_original_request(fields)
     photo = photo_params(fields)
+    variants = bool_param(fields, "variants")  # checked even where unused (a words-only search)
     if not original and not has_image(fields) and (fields.get("text") is not None or photo.active()):
         return words_only(fields, photo)
     k, filters = search_params(fields, default_min_score=ORIGINAL_MIN_SCORE if original else None)
     image = query_image(fields)
     started = time.perf_counter()
-    hits = ctx().engine.search(image, k, filters, photo)
-    payload = annotate(results_payload(hits, started))
+    hits = ctx().engine.search(image, k, filters, photo, variants=variants)
+    payload = annotate(with_variants(results_payload(hits, started), hits))
     return original_results(hits, payload) if original else jsonify(payload)
 
 
@@ -135,9 +136,28 @@ def similar(image_id: str) -> Response:
     """Search by the stored vector of an indexed image (refine); nothing is re-extracted."""
     k, filters = search_params(request.args)
     photo = photo_params(request.args)
+    variants = bool_param(request.args, "variants")
     record = indexed_record(image_id)  # by id only: Engine.similar would also take a path
     started = time.perf_counter()
-    return annotated(results_payload(ctx().engine.similar(record.id, k, filters, photo), started))
+    hits = ctx().engine.similar(record.id, k, filters, photo, variants=variants)
+    return annotated(with_variants(results_payload(hits, started), hits))
+
+
+def bool_param(fields, name: str) -> bool:
+    """An optional true/false field (JSON booleans; "true"/"false"/"1"/"0" in query strings and forms)."""
+    value = fields.get(name, False)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        value = value.lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
+
+
+def with_variants(payload: dict, hits) -> dict:
+    """The payload with `variant` on each result found through a mirrored or rotated query."""
+    for result, hit in zip(payload["results"], hits, strict=True):
+        result.update(variant_json(hit))
+    return payload
 
 
 @api.get("/images/<image_id>/tags")
@@ -243,11 +263,13 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
 def duplicates() -> Response:
     """Groups of duplicates at a similarity threshold in DUPLICATE_THRESHOLD (default 0.95), each with its
     suggested keeper and reason (core.duplicates.group_json, each image with its links); reference folders and
-    keeper rules from the settings, "not duplicates" decisions applied. Deletes and moves nothing."""
+    keeper rules from the settings, "not duplicates" decisions applied. `variants=true` also matches mirrored
+    and rotated copies (decodes and embeds every indexed image 4 more times: slow). Deletes and moves nothing."""
     low, high = DUPLICATE_THRESHOLD
     threshold = float_field(request.args, "threshold", low, high, default=0.95)
-    groups = ctx().engine.duplicate_groups(threshold)
-    return jsonify(threshold=threshold, groups=[group_payload(group) for group in groups])
+    variants = bool_param(request.args, "variants")
+    groups = ctx().engine.duplicate_groups(threshold, variants=variants)
+    return jsonify(threshold=threshold, variants=variants, groups=[group_payload(group) for group in groups])
 
 
 def group_payload(group: Group) -> dict:

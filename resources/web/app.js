@@ -12,6 +12,8 @@ const state = {
   k: 50, // as the desktop app (desktop/preferences.py DEFAULT_RESULTS)
   minScore: 0,
   dupThreshold: 0.95,
+  variants: false, // also the query's mirror and rotations (API `variants`)
+  dupVariants: false,
   text: "", // the words box: filters an image search, or is the search itself when there is no image
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   request: 0, // responses of superseded requests are dropped
@@ -131,6 +133,7 @@ function searchUpload(step) {
   form.append("k", String(state.k));
   if (state.minScore > 0) form.append("min_score", String(state.minScore));
   if (state.text) form.append("text", state.text);
+  if (state.variants) form.append("variants", "true");
   return api("api/search", { method: "POST", body: form });
 }
 
@@ -146,6 +149,7 @@ function searchSimilar(step) {
   const params = new URLSearchParams({ k: String(state.k) });
   if (state.minScore > 0) params.set("min_score", String(state.minScore));
   if (state.text) params.set("text", state.text);
+  if (state.variants) params.set("variants", "true");
   return api(`api/images/${encodeURIComponent(step.id)}/similar?${params}`);
 }
 
@@ -156,7 +160,8 @@ async function findDuplicates() {
   setBusy(true);
   hideMessage();
   try {
-    const body = await api(`api/duplicates?threshold=${state.dupThreshold}`);
+    const variants = state.dupVariants ? "&variants=true" : "";
+    const body = await api(`api/duplicates?threshold=${state.dupThreshold}${variants}`);
     if (request === state.request) renderGroups(body);
   } catch (err) {
     if (request === state.request) showMessage(err.title || "Finding duplicates failed", err.detail || err.message);
@@ -181,10 +186,14 @@ function renderGroups(body) {
     const head = el("li", "summary group-head", `${group.kind} · keep ${group.images[0].name} (${group.reason})`);
     head.style.gridColumn = "1 / -1"; // the CSSOM: the Content-Security-Policy allows no inline style attributes
     grid.append(head);
+    const names = new Map(group.images.map((image) => [image.id, image.name]));
     for (const image of group.images) {
       const item = card(image, step);
       item.dataset.kind = image.kind;
-      const label = image.kind === "keeper" ? "Keep" : image.reference ? `${image.kind} · reference` : image.kind;
+      // An exact copy of another member names it; a mirrored or rotated copy names its transform.
+      const notes = [image.copy_of && `copy of ${names.get(image.copy_of)}`, image.variant,
+        image.reference && "reference"].filter(Boolean);
+      const label = image.kind === "keeper" ? "Keep" : [image.kind, ...notes].join(" · ");
       item.querySelector(".thumb").append(el("span", "badge", label));
       grid.append(item);
     }
@@ -305,6 +314,7 @@ function card(result, step) {
   showImage(img, result.thumbnail_url);
   thumb.append(img);
   if (isQuery) thumb.append(el("span", "badge", "Query"));
+  else if (result.variant && !result.kind) thumb.append(el("span", "badge", result.variant)); // the transform that matched
   const meta = el("div", "meta");
   // A words-only result has no score: its date taken stands there instead.
   const words = result.score === null;
@@ -407,6 +417,13 @@ function wireInputs() {
     state.dupThreshold = Number(event.target.value);
   });
   $("find-duplicates").addEventListener("click", findDuplicates);
+  $("variants").addEventListener("change", (event) => {
+    state.variants = event.target.checked;
+    run();
+  });
+  $("dup-variants").addEventListener("change", (event) => {
+    state.dupVariants = event.target.checked;
+  });
   let typing = 0; // the words search once the user pauses, as in the desktop app
   $("words").addEventListener("input", (event) => {
     clearTimeout(typing);
