@@ -48,6 +48,10 @@ def outcome(job: dict) -> str:
         return f"{plural(report.get('removed', 0), 'image')} removed from the index"
     if job["kind"] == "duplicates":
         return f"{plural(report.get('groups', 0), 'group')} of near-duplicates"
+    if job["kind"] == "labels":
+        said = f"{plural(report.get('labelled', 0), 'image')} labelled, {len(report.get('skipped', [])):,} skipped"
+        meaningless = "" if report.get("labels_meaningful", True) else " (random weights: the labels mean nothing)"
+        return ("Labelling cancelled (kept): " if state == "cancelled" else "Labelling finished: ") + said + meaningless
     parts = (f"{report.get('indexed', 0):,} indexed, {report.get('unchanged', 0):,} unchanged, "
              f"{len(report.get('skipped', [])):,} skipped, {report.get('removed', 0):,} removed")
     if state == "cancelled":
@@ -55,7 +59,8 @@ def outcome(job: dict) -> str:
     return f"Indexing finished: {parts}"
 
 
-_NAMES = {"index": "Indexing", "remove": "Removing a folder", "duplicates": "Finding duplicates"}
+_NAMES = {"index": "Indexing", "remove": "Removing a folder", "duplicates": "Finding duplicates",
+          "labels": "Labelling images"}
 
 
 class JobStatus(QWidget):
