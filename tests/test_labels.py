@@ -34,6 +34,8 @@ from core.model import (
 )
 from core.runtime import this_cpu
 
+pytest_plugins = ["tests.es_fixtures"]
+
 PHOTOS = ["coffee.jpg", "rocket.jpg", "astronaut.jpg"]
 
 
@@ -46,6 +48,15 @@ def labelled() -> Extractor:
     """One gem extractor with the labels head for the module (building it costs tens of seconds)."""
     return Extractor("gem", resolve_weights("random", "gem", labels=True), batch_size=2, runtime="onnxruntime",
                      precision="fp32", labels=True)
+
+
+@pytest.fixture(params=["embedded", "elasticsearch"])
+def both_backends(request, settings):
+    """The test's settings on each backend (a fresh alias of the shared Elasticsearch test server)."""
+    if request.param == "embedded":
+        return settings
+    url, alias = request.getfixturevalue("es_url"), request.getfixturevalue("es_alias")
+    return settings.replace(backend="elasticsearch", es_url=url, es_index=alias)
 
 
 @pytest.fixture
@@ -137,8 +148,8 @@ def test_labels_need_the_full_weights_file(tmp_path):
 
 # -- the indexer and the labels pass ------------------------------------------------------------------------
 
-def test_indexing_with_labels_on_stores_each_images_labels(settings, labelled, folder):
-    engine = Engine(settings.replace(labels=True), extractor=labelled)
+def test_indexing_with_labels_on_stores_each_images_labels(both_backends, labelled, folder):
+    engine = Engine(both_backends.replace(labels=True), extractor=labelled)
     try:
         report = engine.index([folder])
         assert report.indexed == 3 and not report.warnings
@@ -151,7 +162,8 @@ def test_indexing_with_labels_on_stores_each_images_labels(settings, labelled, f
         engine.close()
 
 
-def test_the_labels_pass_labels_what_was_indexed_before(settings, shared_extractor, labelled, folder):
+def test_the_labels_pass_labels_what_was_indexed_before(both_backends, shared_extractor, labelled, folder):
+    settings = both_backends
     before = Engine(settings, extractor=shared_extractor)  # labels off: the images get none
     before.index([folder])
     assert set(labels_by_name(before).values()) == {None}
