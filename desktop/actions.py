@@ -56,7 +56,7 @@ def build_actions(w) -> SimpleNamespace:
                               "Show every result again (similarity 0 to 1, no name filter)"),
         duplicates=_action(w, "Find &Duplicates…", w.find_duplicates, None, "duplicates",
                            "Groups of near-identical images in the index"),
-        labels=_action(w, "&Label Images…", w.jobs.label_images, None, None,
+        labels=_action(w, "&Label Images…", lambda: w.jobs.label_images(), None, None,  # jobs: made after the menus
                        "Name what is in the images indexed before labels were turned on (Settings: labels)"),
         web=_action(w, "Open &Web Page", w.open_web_page, None, None, "The search page the built-in HTTP API serves"),
         quick_look=_action(w, "&Quick Look", w.quick_look, "Space", None,

@@ -95,19 +95,21 @@ class JobStatus(QWidget):
         self.bar.setRange(0, 0)  # busy until the scan knows how many files need work
         what = ", ".join(p.rstrip("/\\").rsplit("/", 1)[-1] or p for p in job["paths"])
         self.label.setText({"index": f"Scanning {what}…", "remove": f"Removing {what}…",
-                            "duplicates": "Comparing every pair of images…"}[job["kind"]])
+                            "duplicates": "Comparing every pair of images…",
+                            "labels": "Labelling images…"}[job["kind"]])
         self.label.setToolTip("")
         self._set_running(True)
         self.show()
 
     def update_progress(self, job: dict) -> None:
-        if job["kind"] != "index" or not job["total"]:
+        if job["kind"] not in ("index", "labels") or not job["total"]:
             return
         done, total = job["done"], job["total"]
         self.bar.setRange(0, total)
         self.bar.setValue(done)
         eta = format_eta(job["eta_s"]) if done >= ETA_AFTER and done < total and job["eta_s"] else ""
-        self.label.setText(f"Indexing {done:,} of {total:,}" + (f" · {eta}" if eta else ""))
+        doing = "Indexing" if job["kind"] == "index" else "Labelling"
+        self.label.setText(f"{doing} {done:,} of {total:,}" + (f" · {eta}" if eta else ""))
         self.setToolTip(job["current"] or "")
         self.cancel_button.setVisible(done < total)  # at 100 % only the last commit is left: nothing to stop
 

@@ -253,3 +253,31 @@ def test_cli_labels_command(tmp_path, folder):
     words = run_cli(*base, "search", "--text", "photos", "--json")  # the folder's name: every image
     hits = json.loads(words.stdout)["results"]
     assert len(hits) == 3 and all(isinstance(hit["labels"], list) for hit in hits)
+
+
+def test_desktop_label_images_action_runs_the_pass(qtbot, tmp_path, shared_extractor, labelled, folder):
+    from PySide6.QtCore import QSettings
+
+    from core.config import Settings
+    from desktop.index_widgets import outcome
+    from desktop.main_window import MainWindow
+    from desktop.preferences import Preferences
+
+    settings = Settings(data_dir=str(tmp_path / "data"), weights="random", api_port=0)
+    before = Engine(settings, extractor=shared_extractor)
+    before.index([folder])
+    before.close()
+    prefs = Preferences(QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(settings.replace(labels=True), prefs, extractor=labelled, thumbnail_dir=tmp_path / "thumbs",
+                        serve_api=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.engine is not None and window.model_ready, timeout=120_000)
+    assert window.act.labels in window.menuBar().actions()[3].menu().actions()  # Tools
+    with qtbot.waitSignal(window.jobs.finished, timeout=300_000) as done:
+        window.act.labels.trigger()
+    job = done.args[0]
+    assert (job["kind"], job["state"], job["report"]["labelled"]) == ("labels", "done", 3)
+    assert outcome(job) == "Labelling finished: 3 images labelled, 0 skipped (random weights: the labels mean nothing)"
+    assert set(labels_by_name(window.engine)) == set(PHOTOS) and None not in labels_by_name(window.engine).values()
+    window.close()
