@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also match mirrored and 90/180/270-degree rotated copies (slow: decodes and embeds every "
                    "indexed image 4 more times); they are offered as similar, never acted on by default")
     sub.add_parser("undo", parents=[common], help="undo the last trash or move of duplicates")
+    p = sub.add_parser("labels", parents=[common], help="label the images indexed before the labels setting was on "
+                       "(VGG16's ImageNet classifier; needs --labels true and the full weights file)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("remove", parents=[common], help="forget the images under folders")
     p.add_argument("paths", nargs="+", metavar="FOLDER")
     p = sub.add_parser("info", parents=[common], help="backend, image count, model, data location")
@@ -228,6 +231,33 @@ def cmd_tags(engine, args) -> int:
     return 0
 
 
+def cmd_labels(engine, args) -> int:
+    """The labels pass as a job of the engine's queue, with a progress bar; Ctrl-C keeps what was labelled."""
+    engine.require_labels()
+    queue, bar = queue_for(engine), ProgressBar()
+    unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
+        IndexProgress(job["done"], job["total"], job["current"] or "", None)))
+    job = queue.submit_labels()
+    try:
+        queue.wait(job.id)
+        report = queue.result(job.id)
+    except KeyboardInterrupt:
+        queue.cancel(job.id)
+        queue.wait(job.id, 60)
+        print("\nimage-search: interrupted; images labelled so far are kept", file=sys.stderr)
+        return 130
+    finally:
+        unsubscribe()
+    bar.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for path, reason in report.skipped:
+            print(f"skipped {legible(path)}: {reason}")
+        print(report.summary())
+    return 0
+
+
 def cmd_duplicates(engine, args) -> int:
     """List the groups; with --trash or --move-to, act on the copies not kept after a confirmation. Exit
     status 3 when an action needs a confirmation that cannot be asked (no terminal, no --yes)."""
@@ -337,11 +367,14 @@ def cmd_info(engine, args) -> int:
     else:
         for key in ("backend", "count", "model_label", "weights", "location", "version"):
             print(f"{key:>11}: {info[key]}")
+        if info["labels"]:
+            print(f"{'labels':>11}: on" + ("" if info["labels_meaningful"] else " (meaningless: random weights)"))
     return 0
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "duplicates": cmd_duplicates,
-            "undo": cmd_undo, "remove": cmd_remove, "info": cmd_info, "tag": cmd_tag, "tags": cmd_tags}
+            "undo": cmd_undo, "remove": cmd_remove, "info": cmd_info, "tag": cmd_tag, "tags": cmd_tags,
+            "labels": cmd_labels}
 
 
 def search_filter(args) -> SearchFilter:

@@ -62,6 +62,10 @@ class Settings:
                            "NVIDIA GPU through ONNX Runtime)", choices=RUNTIMES)
     precision: str = setting("auto", "arithmetic of VGG16 (auto: the fastest that agrees with fp32 on this machine)",
                              choices=PRECISIONS)
+    labels: bool = setting(False, "name what is in each picture with VGG16's own ImageNet classifier (searchable "
+                           "labels, shown apart from tags); needs the full 528 MB ImageNet weights file instead of "
+                           "the 58 MB one; costs about 0.8 GB more memory and under one percent more forward time per "
+                           "image (bench/labels.py: +813 MB, +0.3 percent, ONNX Runtime fp32)")
     es_url: str = setting("http://127.0.0.1:9200", "Elasticsearch URL")
     es_index: str = setting("image-search", "Elasticsearch index alias")
     es_api_key: str | None = setting(None, "Elasticsearch API key", secret=True)

@@ -12,12 +12,13 @@ import numpy as np
 from PIL import Image
 
 from core import __version__, file_actions
-from core.config import Settings
+from core.config import ConfigError, Settings
 from core.duplicates import VARIANTS, Group, Progress, find_groups, search_with_variants, variant_pairs
 from core.errors import NOT_FOUND, UserError
 from core.file_actions import Plan, Result
 from core.images import ImageError, load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, _State, run_index
+from core.labels import LabelReport, label_unlabelled
 from core.model import (
     INPUT_SIZE,
     Extractor,
@@ -58,7 +59,7 @@ class Engine:
         stored = self.store.identity
         # An existing index keeps its descriptor unless one was asked for explicitly (then it must match).
         descriptor = settings.descriptor or (stored.descriptor if stored else "gem")
-        self.weights = resolve_weights(settings.weights, descriptor)
+        self.weights = resolve_weights(settings.weights, descriptor, settings.labels)
         self.identity: ModelIdentity = self.weights.identity(descriptor)
         if stored is not None and stored != self.identity:
             raise IdentityMismatch(mismatch_message(stored, self.identity, self.store.location()))
@@ -79,7 +80,7 @@ class Engine:
         with self._extractor_lock:
             if self._extractor is None:
                 self._extractor = Extractor(self.identity.descriptor, self.weights, self.settings.batch_size,
-                                            self.settings.runtime, self.settings.precision)
+                                            self.settings.runtime, self.settings.precision, self.settings.labels)
             return self._extractor
 
     def embed(self, source: str | Path | bytes) -> np.ndarray:
@@ -258,6 +259,21 @@ class Engine:
         state = _State(Path(self.settings.data_dir) / SCAN_STATE_FILE, self.store.location())
         return [root for root in sorted(state.roots) if next(iter(self.store.records(under=root)), None) is not None]
 
+    def label_images(self, progress: Callable[[int, int, str], None] | None = None,
+                     cancel: Cancel | None = None) -> LabelReport:
+        """ImageNet labels for every indexed image never labelled (indexed before the `labels` setting was
+        on): core.labels.label_unlabelled. progress(done, total, path) after each batch; `cancel` stops it at
+        the next file, keeping what was labelled. Raises ConfigError when the setting is off, WeightsError
+        when the full weights file cannot be had, StoreError."""
+        self.require_labels()
+        return label_unlabelled(self.store, self.annotations(), self.extractor(), progress, cancel)
+
+    def require_labels(self) -> None:
+        """Raise ConfigError, saying how to turn it on, when the `labels` setting is off."""
+        if not self.settings.labels:
+            raise ConfigError("labels are off: turn on the labels setting first (--labels true, "
+                              "IMAGE_SEARCH_LABELS=true or Settings); it needs the full 528 MB ImageNet weights file")
+
     def remove_folder(self, folder: str | Path) -> int:
         """Forget every image under `folder` (any path: an fs path, relative, with `~`, through symlinks);
         the files stay on disk. An image also known by a path elsewhere (a hard link) keeps that path.
@@ -293,6 +309,8 @@ class Engine:
             "version": __version__,
             # What runs the network, once it is built (building it only to say so would cost seconds).
             "runtime": self._extractor.describe() if self._extractor is not None else None,
+            "labels": self.settings.labels,
+            "labels_meaningful": self.settings.labels and self.weights.labels_meaningful,
         }
 
     # -- tags, photo metadata, words ---------------------------------------------------------------

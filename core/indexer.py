@@ -23,7 +23,9 @@ location; device numbers are only compared with the last scan, never used as an 
 Tags and photo metadata (core/store/annotations.py) follow each written record: the EXIF of every image
 embedded in this run is read (core.metadata, cheap: the header only) and its names and folders refreshed;
 images of the scanned folders that have no annotations yet (indexed before they existed) get them at the
-end of the run; forgotten images lose theirs.
+end of the run; forgotten images lose theirs. With an extractor built with labels (the `labels` setting),
+each embedded image's ImageNet labels come from the same forward pass and are stored beside its tags
+(core.labels catches up on images indexed before the setting was on).
 
 One bad file never costs another: any exception while reading, hashing, decoding, extracting or storing
 one file becomes that file's reason in `skipped`; the rest of its batch is committed.
@@ -391,9 +393,13 @@ class _Run:
                            mtime_ns=entry.mtime_ns, ctime_ns=entry.ctime_ns, inode=entry.inode,
                            hash=outcome.hash, width=outcome.width, height=outcome.height)
 
-    def vectors(self, pixels: list[np.ndarray]) -> np.ndarray:
-        """Descriptors of a batch (runs in the embedding thread): (n, dims) float32."""
-        return self.extractor().embed(np.stack(pixels))
+    def vectors(self, pixels: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[str, ...]] | None]:
+        """Descriptors of a batch (runs in the embedding thread): (n, dims) float32, and the n images' labels
+        when the extractor has the labels head and there is somewhere to store them (else None)."""
+        extractor = self.extractor()
+        if extractor.labels and self.annotations is not None:
+            return extractor.embed_labelled(np.stack(pixels))
+        return extractor.embed(np.stack(pixels)), None
 
     def finish_batch(self, future: Future, batch: list[tuple[ImageRecord, np.ndarray]]) -> bool:
         """Wait for a batch's descriptors (answering cancel meanwhile) and commit it. False if cancelled."""
@@ -402,48 +408,55 @@ class _Run:
                 return False
         records = [r for r, _ in batch]
         try:
-            vectors = future.result()
+            vectors, labels = future.result()
         except Exception:  # find the file that fails: embed one at a time
-            records, vectors = self.vectors_one_by_one(batch)
-        self.commit(records, vectors)
+            records, vectors, labels = self.vectors_one_by_one(batch)
+        self.commit(records, vectors, labels)
         self.embed_done += len(batch)
         self.tick(len(batch), batch[-1][0].path)
         return True
 
-    def vectors_one_by_one(self, batch) -> tuple[list[ImageRecord], np.ndarray]:
-        records, vectors = [], []
+    def vectors_one_by_one(self, batch) -> tuple[list[ImageRecord], np.ndarray, list[tuple[str, ...]] | None]:
+        records, vectors, labels = [], [], []
         for record, pixels in batch:
             try:
-                vectors.append(self.vectors([pixels])[0])
+                vector, names = self.vectors([pixels])
+                vectors.append(vector[0])
+                labels.append(None if names is None else names[0])
                 records.append(record)
             except Exception as exc:  # one file's failure is that file's reason
                 self.report.skipped.append((record.path, f"cannot compute its descriptor: {_reason(exc)}"))
         dims = self.identity.dims
-        return records, np.asarray(vectors, np.float32).reshape(len(vectors), dims)
+        return (records, np.asarray(vectors, np.float32).reshape(len(vectors), dims),
+                None if None in labels else labels)
 
     # -- storing ----------------------------------------------------------------------------------
-    def commit(self, records: list[ImageRecord], vectors: np.ndarray | None) -> None:
-        """Write records (with vectors: upsert, else update). A batch the store refuses is retried one
-        record at a time, so one bad record costs only itself. Raises StoreError when every record of the
-        batch fails with a store error that is not about the record: the index itself is failing."""
+    def commit(self, records: list[ImageRecord], vectors: np.ndarray | None,
+               labels: list[tuple[str, ...]] | None = None) -> None:
+        """Write records (with vectors: upsert, else update; with labels: also the records' labels). A batch
+        the store refuses is retried one record at a time, so one bad record costs only itself. Raises
+        StoreError when every record of the batch fails with a store error that is not about the record: the
+        index itself is failing."""
         if not records:
             return
         try:
-            self.write_batch(records, vectors)
+            self.write_batch(records, vectors, labels)
             return
         except Exception as exc:  # retried one by one below
             first = exc
         store_failures = 0
         for i, record in enumerate(records):
             try:
-                self.write_batch([record], None if vectors is None else vectors[i:i + 1])
+                self.write_batch([record], None if vectors is None else vectors[i:i + 1],
+                                 None if labels is None else labels[i:i + 1])
             except Exception as exc:  # one record's failure is that record's reason
                 self.report.skipped.append((record.path, f"cannot store it: {_reason(exc)}"))
                 store_failures += isinstance(exc, StoreError) and not isinstance(exc, InvalidRecord)
         if store_failures == len(records):
             raise first
 
-    def write_batch(self, records: list[ImageRecord], vectors: np.ndarray | None) -> None:
+    def write_batch(self, records: list[ImageRecord], vectors: np.ndarray | None,
+                    labels: list[tuple[str, ...]] | None = None) -> None:
         if vectors is None:
             self.write(self.store.update, records)
         else:
@@ -451,6 +464,8 @@ class _Run:
             self.report.indexed += len(records)
         # New or changed content: its EXIF may be new too; a moved or re-linked image keeps its metadata.
         self.annotate(records, {r.id: read_metadata(r.path) for r in records} if vectors is not None else {})
+        if labels is not None:
+            self.annotate_labels(records, labels)
 
     # -- annotations ------------------------------------------------------------------------------
     def annotate(self, records: Sequence[ImageRecord], metadata: dict[str, PhotoMetadata]) -> None:
@@ -461,6 +476,13 @@ class _Run:
             self.annotations.put_records(records, metadata)
         except StoreError as exc:
             self.report.warnings.extend((r.path, f"cannot store its tags and metadata: {exc}") for r in records)
+
+    def annotate_labels(self, records: Sequence[ImageRecord], labels: list[tuple[str, ...]]) -> None:
+        """The ImageNet labels of embedded records; like annotate, a failure is a warning."""
+        try:
+            self.annotations.set_labels({r.id: names for r, names in zip(records, labels, strict=True)})
+        except StoreError as exc:
+            self.report.warnings.extend((r.path, f"cannot store its labels: {exc}") for r in records)
 
     def annotate_deleted(self, ids: Iterable[str]) -> None:
         if self.annotations is not None:

@@ -1,4 +1,4 @@
-"""The one job queue for long work on an index (index folders, remove folders, find duplicates).
+"""The one job queue for long work on an index (index folders, remove folders, find duplicates, label images).
 
 Every front end (CLI, HTTP API, desktop) submits long work for an Engine to `queue_for(engine)`, so there is
 one queue per Engine: jobs run one at a time, in order, in one worker thread. Two runs over one store at
@@ -22,12 +22,13 @@ from typing import Any
 from core.duplicates import Cancelled
 from core.errors import UserError
 from core.indexer import IndexProgress, IndexReport
+from core.labels import LabelReport
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
-INDEX, REMOVE, DUPLICATES = "index", "remove", "duplicates"
+INDEX, REMOVE, DUPLICATES, LABELS = "index", "remove", "duplicates", "labels"
 KEEP_FINISHED = 100  # finished jobs remembered for polling; older ones are forgotten
 
 Snapshot = dict[str, Any]
@@ -39,13 +40,13 @@ class Job:
     """One unit of long work. Read its state through `JobQueue.get` (a snapshot), not from another thread."""
 
     id: str
-    kind: str  # INDEX, REMOVE or DUPLICATES
+    kind: str  # INDEX, REMOVE, DUPLICATES or LABELS
     paths: list[str]  # folders to index or remove; empty for duplicates
     threshold: float | None = None  # for duplicates: cosine similarity in [0, 1]
     variants: bool = False  # for duplicates: also match mirrored and rotated copies
     prune_missing: bool = False
     state: str = QUEUED
-    done: int = 0  # files (index) or folders (remove) handled so far
+    done: int = 0  # files (index, labels) or folders (remove) handled so far
     total: int = 0
     eta_s: float | None = None  # seconds left, once the indexer can estimate it
     current: str | None = None  # the path being handled
@@ -72,9 +73,10 @@ class JobQueue:
     """Thread-safe: any thread submits, polls, cancels and subscribes; one worker thread runs the jobs.
 
     `engine` is anything with the Engine methods the jobs call: `index(roots, progress=, cancel=)`,
-    `remove_folder(folder) -> int` and `duplicate_groups(threshold, progress=, cancel=) -> list[Group]` (with
-    `variants=True` only for a job that asks for mirrored and rotated copies); they are looked
-    up when a job runs, not when the queue is made.
+    `remove_folder(folder) -> int`, `duplicate_groups(threshold, progress=, cancel=) -> list[Group]` (with
+    `variants=True` only for a job that asks for mirrored and rotated copies) and
+    `label_images(progress=, cancel=) -> LabelReport`; they are looked up when a job runs, not when the queue
+    is made.
     """
 
     def __init__(self, engine: Any):
@@ -104,6 +106,10 @@ class JobQueue:
         core.duplicates.Group."""
         return self._submit(Job(id=uuid.uuid4().hex, kind=DUPLICATES, paths=[], threshold=threshold,
                                 variants=variants))
+
+    def submit_labels(self) -> Job:
+        """ImageNet labels for the indexed images never labelled (core/labels.py); result: a LabelReport."""
+        return self._submit(Job(id=uuid.uuid4().hex, kind=LABELS, paths=[]))
 
     def _submit(self, job: Job) -> Job:
         with self._lock:
@@ -243,7 +249,8 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         try:
-            result = {INDEX: self._index, REMOVE: self._remove, DUPLICATES: self._duplicates}[job.kind](job)
+            result = {INDEX: self._index, REMOVE: self._remove, DUPLICATES: self._duplicates,
+                      LABELS: self._labels}[job.kind](job)
         except Cancelled:  # a duplicates search stopped between batches; it changed nothing
             with self._lock:
                 self._finish(job, CANCELLED)
@@ -258,7 +265,7 @@ class JobQueue:
         else:
             with self._lock:
                 job.result = result
-                cancelled = isinstance(result, IndexReport) and result.cancelled
+                cancelled = isinstance(result, IndexReport | LabelReport) and result.cancelled
                 self._finish(job, CANCELLED if cancelled else DONE)
                 snapshot = job.to_dict()
         self._notify(snapshot)
@@ -307,6 +314,19 @@ class JobQueue:
             job.report = {"threshold": job.threshold, "groups": len(groups),
                           "images": sum(len(g.members) for g in groups)}
         return groups
+
+    def _labels(self, job: Job) -> LabelReport:
+        def progress(done: int, total: int, path: str) -> None:
+            with self._lock:
+                job.done, job.total, job.current = done, total, path
+                snapshot = job.to_dict()
+            self._notify(snapshot)
+
+        report = self._engine.label_images(progress=progress, cancel=job.cancel_event)
+        with self._lock:
+            job.report = report.to_dict()
+            job.errors = list(job.report["skipped"])
+        return report
 
     def _finish(self, job: Job, state: str) -> None:
         job.state = state

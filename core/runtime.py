@@ -9,6 +9,9 @@ Runtimes and the precisions each offers:
   dtype policy.
 - "cuda": ONNX Runtime's CUDA execution provider (the `onnxruntime-gpu` package), fp32, on GPU 0.
 All of them run the graph core/onnx_vgg.py writes (TensorFlow builds Keras' own VGG16 with the same weights).
+With `labels` the graph has a second output, the ImageNet class probabilities of Keras' classifier head, from the
+same forward pass, on every runtime and precision above (int8 quantizes the head's Gemms too; the agreement check
+compares descriptors only, since labels are a by-product).
 
 Precision does not change the model identity: bf16 and int8 descriptors agree with fp32 ones (cosine >= 0.999
 per image, tests/test_precision.py), so vectors from different precisions share one index.
@@ -52,8 +55,9 @@ OFFERED = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")
 AGREEMENT_MIN_COSINE = 0.999  # issue 13: every non-fp32 path agrees with fp32 at least this well, per image
 CALIBRATION_DIR = Path(__file__).parent / "calibration"
 # Layers kept in fp32 in the int8 graph. block1_conv1 sees raw pixels (3 channels, 0.3 % of the FLOPs);
-# see QUANT_VERSION's note for the measurement behind the list.
-INT8_FP32_LAYERS = ["block1_conv1"]
+# see QUANT_VERSION's note for the measurement behind the list. With labels, the classifier's last layer and
+# softmax too (0.03 % of the FLOPs): uint8 probabilities lose the small ones (sums measured 0.71-0.98).
+INT8_FP32_LAYERS = ["block1_conv1", "predictions", "probabilities"]
 QUANT_VERSION = 1  # part of the int8 cache key: bump when the calibration photos or options change
 SHOWN_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
 
@@ -106,9 +110,11 @@ def this_cpu() -> Cpu:
 
 @dataclass
 class Forward:
-    """A built network: `run` maps a preprocessed batch to raw activations (block5_conv3 NHWC, or fc1)."""
+    """A built network: `run` maps a preprocessed batch to the graph's outputs, in order: the raw activations
+    (block5_conv3 NHWC (n, 14, 14, 512), or fc1 (n, 4096)), then with labels the class probabilities (n, 1000),
+    all float32."""
 
-    run: Callable[[Batch], np.ndarray]
+    run: Callable[[Batch], list[np.ndarray]]
     runtime: str
     precision: str
     device: str
@@ -116,13 +122,15 @@ class Forward:
 
 
 def build(descriptor: str, params: dict, runtime: str, precision: str, *, weights_id: str,
-          pool: Callable[[np.ndarray], np.ndarray]) -> Forward:
+          pool: Callable[[np.ndarray], np.ndarray], labels: bool = False) -> Forward:
     """The network for `descriptor` ("gem"/"fc1") with `params` (layer -> (kernel, bias), Keras layout, float32).
 
     `weights_id` keys the int8 and measurement caches; `pool` maps raw activations to unit descriptors
-    (needed by "auto" to compare paths). Raises ConfigError for an unknown or impossible choice, and for a
-    runtime that is not installed.
+    (needed by "auto" to compare paths); `labels` adds the classifier head's output (params must then hold
+    fc1, fc2 and predictions: core.onnx_vgg.layer_shapes). Raises ConfigError for an unknown or impossible
+    choice, and for a runtime that is not installed.
     """
+    net = _Net(descriptor, params, labels, weights_id)
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
@@ -132,21 +140,21 @@ def build(descriptor: str, params: dict, runtime: str, precision: str, *, weight
                           f"{', '.join(OFFERED[runtime])} (or precision 'auto')")
     cpu = this_cpu()
     if runtime in ("auto", "cuda") and precision in ("auto", "fp32"):
-        forward = _cuda(descriptor, params, asked=runtime == "cuda")
+        forward = _cuda(descriptor, params, asked=runtime == "cuda", labels=labels)
         if forward:
             return forward
         if runtime == "cuda":
             runtime = "auto"
     if precision == "auto":
-        return _auto(descriptor, params, runtime, cpu, weights_id, pool)
+        return _auto(net, runtime, cpu, pool)
     if runtime == "auto":
         runtime = _runtime_for(precision)
     if precision == "bf16" and not cpu.has_bf16 or precision == "int8" and not cpu.has_vnni:
         need = "AVX512_BF16 or AMX" if precision == "bf16" else "VNNI (AVX512_VNNI, AVX_VNNI or AMX)"
         log.warning("precision %s asked for, but this CPU (%s) lacks %s: running fp32 instead",
                     precision, cpu.model, need)
-        return _build(descriptor, params, runtime, "fp32", cpu, weights_id, "asked for (without CPU support)")
-    return _build(descriptor, params, runtime, precision, cpu, weights_id, "asked for")
+        return _build(net, runtime, "fp32", cpu, "asked for (without CPU support)")
+    return _build(net, runtime, precision, cpu, "asked for")
 
 
 def _runtime_for(precision: str) -> str:
@@ -161,15 +169,26 @@ def _runtime_for(precision: str) -> str:
                       "(e.g. pip install 'image-search[openvino]')")
 
 
-def _build(descriptor: str, params: dict, runtime: str, precision: str, cpu: Cpu, weights_id: str,
-           reason: str) -> Forward:
+@dataclass(frozen=True, eq=False)
+class _Net:
+    """What is built: the descriptor's graph with these weights, with or without the labels output."""
+
+    descriptor: str
+    params: dict
+    labels: bool
+    weights_id: str
+
+    def onnx_bytes(self) -> bytes:
+        return build_graph(self.descriptor, self.params, self.labels).SerializeToString()
+
+
+def _build(net: _Net, runtime: str, precision: str, cpu: Cpu, reason: str) -> Forward:
     if runtime == "tensorflow":
-        run = _keras(descriptor, params, precision)
+        run = _keras(net, precision)
     elif runtime == "openvino":
-        run, precision = _openvino(descriptor, params, precision, weights_id)
+        run, precision = _openvino(net, precision)
     else:
-        model = _int8_model(descriptor, params, weights_id) if precision == "int8" else _fp32_bytes(descriptor, params)
-        run, _ = _ort(model, ["CPUExecutionProvider"])
+        run, _ = _ort(_int8_model(net) if precision == "int8" else net.onnx_bytes(), ["CPUExecutionProvider"])
     return Forward(run, runtime, precision, cpu.label(), reason)
 
 
@@ -188,23 +207,23 @@ def _candidates(cpu: Cpu, runtime: str) -> list[tuple[str, str]]:
     return found
 
 
-def _auto(descriptor: str, params: dict, runtime: str, cpu: Cpu, weights_id: str, pool) -> Forward:
+def _auto(net: _Net, runtime: str, cpu: Cpu, pool) -> Forward:
     """The fastest promised path that agreed with fp32 and ran faster here (measured once, cached); else fp32."""
     base_runtime = _runtime_for("fp32") if runtime == "auto" else runtime
     candidates = _candidates(cpu, runtime)
     if not candidates:
-        return _build(descriptor, params, base_runtime, "fp32", cpu, weights_id, "auto: fp32 (no faster path here)")
+        return _build(net, base_runtime, "fp32", cpu, "auto: fp32 (no faster path here)")
     cache = _read_cache()
     verdicts, best, base = {}, None, None
     for candidate in candidates:
-        key = _cache_key(cpu, descriptor, weights_id, candidate)
+        key = _cache_key(cpu, net, candidate)
         if key not in cache:
             try:
-                fast = _build(descriptor, params, *candidate, cpu, weights_id, "")
+                fast = _build(net, *candidate, cpu, "")
             except Exception as exc:  # an optional faster path that cannot be built here is skipped, never fatal
                 log.warning("auto: %s %s cannot run here (%s: %s); skipped", *candidate, type(exc).__name__, exc)
                 continue
-            base = base or _build(descriptor, params, base_runtime, "fp32", cpu, weights_id, "")
+            base = base or _build(net, base_runtime, "fp32", cpu, "")
             verdict = compare(fast, base, pool)
             verdict["usable"] = verdict["min_cosine"] >= AGREEMENT_MIN_COSINE and verdict["speedup"] > 1.1
             cache[key] = verdict
@@ -221,10 +240,9 @@ def _auto(descriptor: str, params: dict, runtime: str, cpu: Cpu, weights_id: str
                         " ".join(candidate), verdict["min_cosine"], AGREEMENT_MIN_COSINE)
     usable = [c for c, v in verdicts.items() if v["usable"]]
     if not usable:
-        return _build(descriptor, params, base_runtime, "fp32", cpu, weights_id,
-                      f"auto: fp32 (rejected {'; '.join(summaries.values())})")
+        return _build(net, base_runtime, "fp32", cpu, f"auto: fp32 (rejected {'; '.join(summaries.values())})")
     choice = max(usable, key=lambda c: verdicts[c]["speedup"])
-    forward = best[1] if best and best[0] == choice else _build(descriptor, params, *choice, cpu, weights_id, "")
+    forward = best[1] if best and best[0] == choice else _build(net, *choice, cpu, "")
     others = [summaries[c] + (" (not used: disagrees)" if verdicts[c]["min_cosine"] < AGREEMENT_MIN_COSINE else "")
               for c in verdicts if c != choice]
     forward.reason = f"auto: {summaries[choice]} (measured on this machine)" + (
@@ -233,7 +251,8 @@ def _auto(descriptor: str, params: dict, runtime: str, cpu: Cpu, weights_id: str
 
 
 def compare(fast: Forward, base: Forward, pool: Callable[[np.ndarray], np.ndarray]) -> dict:
-    """Descriptor cosines (fast vs base, per image) and forward speeds on the mirrored calibration photos.
+    """Descriptor cosines (fast vs base, per image) and forward speeds on the mirrored calibration photos (a
+    labels output, when the graph has one, runs too but is not compared).
 
     Returns {"min_cosine", "mean_cosine", "speedup", "img_s": {"fast", "base"}}; rates are images/s of one
     warmed-up batch, so a rough figure (the bench measures properly).
@@ -243,7 +262,7 @@ def compare(fast: Forward, base: Forward, pool: Callable[[np.ndarray], np.ndarra
     for forward in (fast, base):
         forward.run(batch[:2])  # first-call set-up is not speed
         start = time.perf_counter()
-        vectors.append(pool(forward.run(batch)))
+        vectors.append(pool(forward.run(batch)[0]))
         rates.append(len(batch) / (time.perf_counter() - start))
     cosines = np.sum(vectors[0] * vectors[1], axis=1)
     return {"min_cosine": round(float(cosines.min()), 6), "mean_cosine": round(float(cosines.mean()), 6),
@@ -260,21 +279,17 @@ def calibration_batch() -> Batch:
 
 # --- ONNX Runtime ----------------------------------------------------------------------------------------------
 
-def _fp32_bytes(descriptor: str, params: dict) -> bytes:
-    return build_graph(descriptor, params).SerializeToString()
-
-
 def _ort(model: bytes | Path, providers: list[str]):
-    """(run, session) on an ONNX Runtime session with the given execution providers."""
+    """(run, session) on an ONNX Runtime session with the given execution providers; run returns every output."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
-    return (lambda batch: session.run(["features"], {"pixels": np.ascontiguousarray(batch, np.float32)})[0]), session
+    return (lambda batch: session.run(None, {"pixels": np.ascontiguousarray(batch, np.float32)})), session
 
 
-def _cuda(descriptor: str, params: dict, asked: bool) -> Forward | None:
+def _cuda(descriptor: str, params: dict, asked: bool, labels: bool = False) -> Forward | None:
     """VGG16 on GPU 0 through ONNX Runtime's CUDA execution provider, or None (one log line if `asked`)."""
     why = None
     if not importlib.util.find_spec("onnxruntime"):
@@ -285,7 +300,8 @@ def _cuda(descriptor: str, params: dict, asked: bool) -> Forward | None:
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             why = "this ONNX Runtime has no CUDA execution provider (install the [gpu] extra: onnxruntime-gpu)"
     if why is None:
-        run, session = _ort(_fp32_bytes(descriptor, params), ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        graph = build_graph(descriptor, params, labels).SerializeToString()
+        run, session = _ort(graph, ["CUDAExecutionProvider", "CPUExecutionProvider"])
         if session.get_providers()[0] == "CUDAExecutionProvider":
             return Forward(run, "cuda", "fp32", f"cuda:0 {_gpu_name()}".strip(), "asked for" if asked else "auto: GPU")
         why = "the CUDA execution provider could not start (no NVIDIA GPU, or its driver/CUDA/cuDNN libraries)"
@@ -306,7 +322,7 @@ def _gpu_name() -> str:
         return ""
 
 
-def _int8_model(descriptor: str, params: dict, weights_id: str) -> Path:
+def _int8_model(net: _Net) -> Path:
     """The int8 QDQ graph for these weights: quantized once (tens of seconds), then read from the user cache.
 
     Static quantization (onnxruntime.quantization.quantize_static): weights int8 symmetric per output
@@ -314,8 +330,9 @@ def _int8_model(descriptor: str, params: dict, weights_id: str) -> Path:
     """
     import onnxruntime as ort
 
-    safe_id = "".join(c if c.isalnum() or c in "-." else "_" for c in weights_id or "unnamed")
-    path = cache_dir() / f"vgg16-{descriptor}-{safe_id}-int8-q{QUANT_VERSION}-ort{ort.__version__}.onnx"
+    safe_id = "".join(c if c.isalnum() or c in "-." else "_" for c in net.weights_id or "unnamed")
+    graph = net.descriptor + ("-labels" if net.labels else "")
+    path = cache_dir() / f"vgg16-{graph}-{safe_id}-int8-q{QUANT_VERSION}-ort{ort.__version__}.onnx"
     if path.is_file():
         return path
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -330,11 +347,11 @@ def _int8_model(descriptor: str, params: dict, weights_id: str) -> Path:
             part = next(self.batches, None)
             return None if part is None else {"pixels": part}
 
-    log.info("quantizing VGG16 %s to int8 (once per machine; calibrating on %d photos)", descriptor, len(batch))
+    log.info("quantizing VGG16 %s to int8 (once per machine; calibrating on %d photos)", graph, len(batch))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        fp32.write_bytes(_fp32_bytes(descriptor, params))
+        fp32.write_bytes(net.onnx_bytes())
         partial = Path(tmp) / "int8.onnx"
         quantize_static(str(fp32), str(partial), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -347,7 +364,7 @@ def _int8_model(descriptor: str, params: dict, weights_id: str) -> Path:
 
 # --- OpenVINO and TensorFlow ----------------------------------------------------------------------------------
 
-def _openvino(descriptor: str, params: dict, precision: str, weights_id: str):
+def _openvino(net: _Net, precision: str):
     """(run, precision that runs): OpenVINO reads the ONNX graph; bf16 is asked for with a hint and checked."""
     try:
         import openvino as ov
@@ -355,10 +372,7 @@ def _openvino(descriptor: str, params: dict, precision: str, weights_id: str):
         raise ConfigError(f"the 'openvino' runtime is not installed here ({exc}): "
                           "pip install 'image-search[openvino]', or use runtime auto") from None
     core = ov.Core()
-    if precision == "int8":
-        model = core.read_model(str(_int8_model(descriptor, params, weights_id)))
-    else:
-        model = core.read_model(_fp32_bytes(descriptor, params))
+    model = core.read_model(str(_int8_model(net)) if precision == "int8" else net.onnx_bytes())
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[precision]  # int8 layers run int8 whatever the hint
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
     honoured = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -366,11 +380,18 @@ def _openvino(descriptor: str, params: dict, precision: str, weights_id: str):
         log.warning("OpenVINO did not honour bf16 on this CPU (it runs %s): running fp32", honoured)
         precision = "fp32"
     request = compiled.create_infer_request()
-    return (lambda batch: request.infer({0: np.ascontiguousarray(batch, np.float32)})[0].copy()), precision
+    outputs = range(len(compiled.outputs))
+
+    def run(batch: Batch) -> list[np.ndarray]:
+        result = request.infer({0: np.ascontiguousarray(batch, np.float32)})
+        return [result[i].copy() for i in outputs]  # copies: the request reuses its buffers
+
+    return run, precision
 
 
-def _keras(descriptor: str, params: dict, precision: str):
+def _keras(net: _Net, precision: str):
     """Keras' own VGG16 with `params`; bf16 through the "mixed_bfloat16" dtype policy (outputs float32)."""
+    descriptor = net.descriptor
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import keras
@@ -383,17 +404,22 @@ def _keras(descriptor: str, params: dict, precision: str):
     # The policy is global in Keras: set it only while building this model's layers.
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     try:
-        base = keras.applications.VGG16(include_top=descriptor == "fc1", weights=None, input_shape=(224, 224, 3))
+        base = keras.applications.VGG16(include_top=descriptor == "fc1" or net.labels, weights=None,
+                                        input_shape=(224, 224, 3))
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    for name, (kernel, bias) in params.items():
+    for name, (kernel, bias) in net.params.items():
         base.get_layer(name).set_weights([kernel, bias])
-    model = keras.Model(base.input, base.get_layer("fc1" if descriptor == "fc1" else "block5_conv3").output)
+    outputs = [base.get_layer("fc1" if descriptor == "fc1" else "block5_conv3").output]
+    if net.labels:
+        outputs.append(base.get_layer("predictions").output)  # Keras' softmax layer
+    model = keras.Model(base.input, outputs)
     spec = tf.TensorSpec([None, 224, 224, 3], tf.float32)
     # Plain Keras calls need no AutoGraph conversion (which would want this file's source at run time).
-    run = tf.autograph.experimental.do_not_convert(lambda x: tf.cast(model(x, training=False), tf.float32))
+    run = tf.autograph.experimental.do_not_convert(
+        lambda x: [tf.cast(y, tf.float32) for y in tf.nest.flatten(model(x, training=False))])
     graph = tf.function(run, input_signature=[spec])
-    return lambda batch: graph(tf.constant(batch)).numpy()
+    return lambda batch: [y.numpy() for y in graph(tf.constant(batch))]
 
 
 # --- the per-machine cache --------------------------------------------------------------------------------------
@@ -410,8 +436,9 @@ def _versions() -> str:
     return ",".join(found)
 
 
-def _cache_key(cpu: Cpu, descriptor: str, weights_id: str, candidate: tuple[str, str]) -> str:
-    return "|".join([cpu.label(), _versions(), f"q{QUANT_VERSION}", descriptor, weights_id, *candidate])
+def _cache_key(cpu: Cpu, net: _Net, candidate: tuple[str, str]) -> str:
+    graph = net.descriptor + ("+labels" if net.labels else "")  # the head changes speed and the int8 graph
+    return "|".join([cpu.label(), _versions(), f"q{QUANT_VERSION}", graph, net.weights_id, *candidate])
 
 
 def _read_cache() -> dict:

@@ -57,6 +57,8 @@ def build_actions(w) -> SimpleNamespace:
                               "Show every result again (similarity 0 to 1, no name filter)"),
         duplicates=_action(w, "Find &Duplicates…", w.find_duplicates, None, "duplicates",
                            "Groups of near-identical images in the index"),
+        labels=_action(w, "&Label Images…", lambda: w.jobs.label_images(), None, None,  # jobs: made after the menus
+                       "Name what is in the images indexed before labels were turned on (Settings: labels)"),
         web=_action(w, "Open &Web Page", w.open_web_page, None, None, "The search page the built-in HTTP API serves"),
         quick_look=_action(w, "&Quick Look", w.quick_look, "Space", None,
                            "The selected result large: zoom with the wheel or +/-, drag to pan, Esc closes"),
@@ -98,7 +100,7 @@ def build_actions(w) -> SimpleNamespace:
     view_menu.addSeparator()
     view_menu.addMenu("&Sort By").addActions(a.sorts.actions())
     bar.addMenu("&Go").addActions([a.back, a.forward, a.similar, a.find, a.clear_filters, a.clear_query])
-    bar.addMenu("&Tools").addActions([a.duplicates, a.web])
+    bar.addMenu("&Tools").addActions([a.duplicates, a.labels, a.web])
     bar.addMenu("&Help").addActions([a.shortcuts, a.about])
     toolbar = w.addToolBar("Main")
     toolbar.setObjectName("mainToolbar")

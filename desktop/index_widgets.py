@@ -48,6 +48,10 @@ def outcome(job: dict) -> str:
         return f"{plural(report.get('removed', 0), 'image')} removed from the index"
     if job["kind"] == "duplicates":
         return f"{plural(report.get('groups', 0), 'group')} of near-duplicates"
+    if job["kind"] == "labels":
+        said = f"{plural(report.get('labelled', 0), 'image')} labelled, {len(report.get('skipped', [])):,} skipped"
+        meaningless = "" if report.get("labels_meaningful", True) else " (random weights: the labels mean nothing)"
+        return ("Labelling cancelled (kept): " if state == "cancelled" else "Labelling finished: ") + said + meaningless
     parts = (f"{report.get('indexed', 0):,} indexed, {report.get('unchanged', 0):,} unchanged, "
              f"{len(report.get('skipped', [])):,} skipped, {report.get('removed', 0):,} removed")
     if state == "cancelled":
@@ -55,7 +59,8 @@ def outcome(job: dict) -> str:
     return f"Indexing finished: {parts}"
 
 
-_NAMES = {"index": "Indexing", "remove": "Removing a folder", "duplicates": "Finding duplicates"}
+_NAMES = {"index": "Indexing", "remove": "Removing a folder", "duplicates": "Finding duplicates",
+          "labels": "Labelling images"}
 
 
 class JobStatus(QWidget):
@@ -90,19 +95,21 @@ class JobStatus(QWidget):
         self.bar.setRange(0, 0)  # busy until the scan knows how many files need work
         what = ", ".join(p.rstrip("/\\").rsplit("/", 1)[-1] or p for p in job["paths"])
         self.label.setText({"index": f"Scanning {what}…", "remove": f"Removing {what}…",
-                            "duplicates": "Comparing every pair of images…"}[job["kind"]])
+                            "duplicates": "Comparing every pair of images…",
+                            "labels": "Labelling images…"}[job["kind"]])
         self.label.setToolTip("")
         self._set_running(True)
         self.show()
 
     def update_progress(self, job: dict) -> None:
-        if job["kind"] != "index" or not job["total"]:
+        if job["kind"] not in ("index", "labels") or not job["total"]:
             return
         done, total = job["done"], job["total"]
         self.bar.setRange(0, total)
         self.bar.setValue(done)
         eta = format_eta(job["eta_s"]) if done >= ETA_AFTER and done < total and job["eta_s"] else ""
-        self.label.setText(f"Indexing {done:,} of {total:,}" + (f" · {eta}" if eta else ""))
+        doing = "Indexing" if job["kind"] == "index" else "Labelling"
+        self.label.setText(f"{doing} {done:,} of {total:,}" + (f" · {eta}" if eta else ""))
         self.setToolTip(job["current"] or "")
         self.cancel_button.setVisible(done < total)  # at 100 % only the last commit is left: nothing to stop
 

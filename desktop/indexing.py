@@ -1,8 +1,8 @@
 """The jobs controller: the window's view of the engine's one job queue (core.jobs).
 
-Indexing, removing folders and finding duplicates are submitted to `queue_for(engine)`, the same queue the
-HTTP API and the CLI use, so a job submitted by another front end shows here too, with Cancel. The queue's
-observer runs in its worker thread; every snapshot is passed to the GUI thread through a queued signal.
+Indexing, removing folders, finding duplicates and labelling images are submitted to `queue_for(engine)`, the
+same queue the HTTP API and the CLI use, so a job submitted by another front end shows here too, with Cancel.
+The queue's observer runs in its worker thread; every snapshot is passed to the GUI thread through a queued signal.
 States: IDLE (no job) -> BUSY (a job runs or waits) -> IDLE, with the last outcome left on screen.
 """
 
@@ -110,6 +110,12 @@ class JobsController(QObject):
             return
         job = self.queue.submit_duplicates(threshold)
         self._callbacks[job.id] = (done, failed)
+
+    def label_images(self) -> None:
+        """Label the images indexed before the labels setting was on (core/labels.py); with the setting off
+        the job fails and the status bar says how to turn it on."""
+        if self.queue is not None:
+            self.queue.submit_labels()
 
     def cancel(self) -> None:
         """Cancel the job on screen (the running one, whoever submitted it)."""

@@ -84,15 +84,18 @@ def test_a_file_that_is_not_vgg16_is_refused(tmp_path, runtime):
         Extractor("gem", resolve_weights(str(bogus), "gem"), runtime=runtime)
 
 
-@pytest.mark.parametrize("descriptor", ["gem", "fc1"])
-def test_onnx_runtime_equals_the_keras_graph(descriptor, photo_dir):
-    weights = resolve_weights("random", descriptor)
-    keras_graph = Extractor(descriptor, weights, runtime="tensorflow", precision="fp32")
-    onnx_graph = Extractor(descriptor, weights, runtime="onnxruntime", precision="fp32")
+@pytest.mark.parametrize(("descriptor", "labels"), [("gem", False), ("fc1", False), ("gem", True)])
+def test_onnx_runtime_equals_the_keras_graph(descriptor, labels, photo_dir):
+    """Every output, the labels head's class probabilities too, equals Keras' own VGG16 (include_top)."""
+    weights = resolve_weights("random", descriptor, labels)
+    keras_graph = Extractor(descriptor, weights, runtime="tensorflow", precision="fp32", labels=labels)
+    onnx_graph = Extractor(descriptor, weights, runtime="onnxruntime", precision="fp32", labels=labels)
     pixels = pixels_of(sorted(photo_dir.glob("*.jpg"))[:4])
-    raw_keras, raw_onnx = keras_graph._net.run(preprocess(pixels)), onnx_graph._net.run(preprocess(pixels))
-    assert raw_keras.shape == raw_onnx.shape
-    assert np.abs(raw_keras - raw_onnx).max() <= 1e-4 * np.abs(raw_keras).max()
+    outs_keras, outs_onnx = keras_graph._net.run(preprocess(pixels)), onnx_graph._net.run(preprocess(pixels))
+    assert len(outs_keras) == len(outs_onnx) == (2 if labels else 1)
+    for raw_keras, raw_onnx in zip(outs_keras, outs_onnx, strict=True):
+        assert raw_keras.shape == raw_onnx.shape
+        assert np.abs(raw_keras - raw_onnx).max() <= 1e-4 * np.abs(raw_keras).max()
     assert (np.sum(keras_graph.embed(pixels) * onnx_graph.embed(pixels), axis=1) >= 0.99999).all()
 
 

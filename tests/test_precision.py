@@ -154,3 +154,16 @@ def test_auto_refuses_a_path_that_disagrees(cache, caplog):
     print(described)
     assert described["precision"] != "int8" and "int8: min cosine 0.99" in described["reason"]
     assert any("int8, it disagrees with fp32" in r.message for r in caplog.records)
+
+
+@pytest.mark.skipif(not CPU.has_vnni, reason=f"{CPU.label()} has no VNNI: no int8 here")
+def test_int8_quantizes_the_labels_graph_too(cache, photos, shared_extractor):
+    """The two-output graph (descriptor + ImageNet probabilities) goes through the same calibration; the last
+    layer and softmax stay fp32, so the probabilities still sum to 1. The project's random draw is hard on int8
+    (module docstring), so its descriptors are held to a loose bound here."""
+    weights = resolve_weights("random", "gem", labels=True)
+    int8 = Extractor("gem", weights, batch_size=4, runtime="onnxruntime", precision="int8", labels=True)
+    assert int8.describe()["precision"] == "int8"
+    vectors, probabilities = int8._forward(photos[:4])
+    assert probabilities.shape == (4, 1000) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    assert (np.sum(vectors * shared_extractor.embed(photos[:4]), axis=1) >= 0.99).all()

@@ -70,11 +70,11 @@ def model_unavailable(context: ApiContext) -> str | None:
         return context.model_error
     descriptor = engine.identity.descriptor
     try:
-        weights = resolve_weights(engine.settings.weights, descriptor)
+        weights = resolve_weights(engine.settings.weights, descriptor, engine.settings.labels)
     except WeightsError as exc:
         return str(exc)
     if weights.spec == "imagenet" and weights.path is None:
-        looked = ", ".join(str(p) for p in imagenet_candidates(descriptor))
+        looked = ", ".join(str(p) for p in imagenet_candidates(descriptor, engine.settings.labels))
         return (f"the VGG16 ImageNet weights are not on this computer (looked for {looked}); they are downloaded "
                 "when the model is first built, or give a weights file with --weights PATH (IMAGE_SEARCH_WEIGHTS)")
     return None
@@ -230,6 +230,17 @@ def start_index() -> tuple[Response, int, dict]:
         raise BadRequest(f"at most {MAX_INDEX_PATHS} paths per job")
     folders = [existing_folder(p) for p in paths]
     job = ctx().jobs.submit_index(folders, prune_missing=prune_missing)
+    status_url = url_for("api.job_status", job_id=job.id)
+    return jsonify(job_id=job.id, state=job.state, status_url=status_url), 202, {"Location": status_url}
+
+
+@api.post("/labels")
+def start_labels() -> tuple[Response, int, dict]:
+    """Queue a labels pass (ImageNet labels for the images indexed before the labels setting was on): 202 with
+    the job's URL in Location; 503 when the setting is off."""
+    context = ctx()
+    context.engine.require_labels()
+    job = context.jobs.submit_labels()
     status_url = url_for("api.job_status", job_id=job.id)
     return jsonify(job_id=job.id, state=job.state, status_url=status_url), 202, {"Location": status_url}
 
