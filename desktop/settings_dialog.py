@@ -48,13 +48,14 @@ from desktop.worker import Worker
 GROUPS = {
     "Index": ("backend", "data_dir", "es_url", "es_index", "es_api_key", "es_username", "es_password",
               "es_ca_certs", "es_timeout_s"),
-    "Model": ("weights", "descriptor", "runtime", "precision", "batch_size"),
+    "Model": ("weights", "descriptor", "runtime", "precision", "batch_size", "labels"),
     "Folders": ("exclude", "follow_external_symlinks", "reference_folders", "keeper_rules"),
     "HTTP API": ("api_host", "api_port", "api_token", "api_token_file", "api_cors_origins", "max_upload_mb"),
 }
 LABELS = {"backend": "Where the index is", "data_dir": "Index folder", "weights": "Model weights",
           "descriptor": "Descriptor for new indexes", "reference_folders": "Reference folders",
           "exclude": "Names the scan ignores", "keeper_rules": "Keeper rules",
+          "labels": "Name what is in each image (ImageNet labels; needs the full 528 MB weights)",
           # on the Elasticsearch page, where the help's "Elasticsearch ..." would say it again on every row
           "es_url": "URL", "es_index": "Index name", "es_api_key": "API key", "es_username": "User name",
           "es_password": "Password", "es_ca_certs": "CA certificate", "es_timeout_s": "Timeout"}
@@ -138,7 +139,7 @@ class SettingsDialog(QDialog):
         self._worker = worker
         self.fields: dict[str, QWidget] = {}  # setting name -> its editor (also an attribute of that name)
         self.extras: dict[str, tuple[QWidget, ...]] = {}  # setting name -> its buttons, locked with it
-        self.labels: dict[str, str] = {}
+        self.captions: dict[str, str] = {}  # setting name -> its label in the form
         forms: dict[str, QFormLayout] = {}
         self.tabs = QTabWidget()
         self.embedded_page, self.elastic_page = QWidget(), QWidget()
@@ -150,7 +151,7 @@ class SettingsDialog(QDialog):
             editor, row = self._editor(f, choices)
             self.fields[f.name] = editor
             setattr(self, f.name, editor)
-            self.labels[f.name] = label_of(f)
+            self.captions[f.name] = label_of(f)
             editor.setToolTip(f.metadata["help"])
             tab = group_of(f.name)
             if tab not in forms:
@@ -164,7 +165,7 @@ class SettingsDialog(QDialog):
             if isinstance(editor, QCheckBox):
                 form.addRow(row)
             else:
-                form.addRow(self.labels[f.name] + ":", row)
+                form.addRow(self.captions[f.name] + ":", row)
         self.browse_data, = self.extras["data_dir"]
         self.browse_weights, self.imagenet_button = self.extras["weights"]
 
@@ -349,8 +350,8 @@ class SettingsDialog(QDialog):
                 widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
                 widget.setToolTip(LOCKED_TIP)
         self.locked_fields = frozenset(names)
-        said = [f"Elasticsearch {self.labels[n]}" if n.startswith("es_") else self.labels[n][:1].lower()
-                + self.labels[n][1:] for n in names]
+        said = [f"Elasticsearch {self.captions[n]}" if n.startswith("es_") else self.captions[n][:1].lower()
+                + self.captions[n][1:] for n in names]
         label = QLabel("Fixed for this launch: " + ", ".join(said) + ". " + LOCKED_TIP)
         label.setObjectName("note")
         label.setWordWrap(True)
