@@ -7,7 +7,7 @@
   photos already in `--folder`. The run is a child process; a sampler reads VmHWM (the kernel's peak
   resident set, /proc/PID/status) of it and of every process below it (the decode workers) every
   SAMPLE_S seconds. `peak_rss_mb_total` adds each process's VmHWM: an upper bound on what the run held at
-  once (issues 12 and 13 bound it at 2.5 GB).
+  once (issues 12 and 13 bound it at 2.5 GB). Each process is named by its command line.
 - scan: core.scan.scan on a temporary tree of `--scan-files` empty files (100 per folder), in a child
   process that reports its own VmHWM and that of the interpreter before scanning (deleted afterwards).
 
@@ -64,6 +64,23 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def role(pid: int) -> str:
+    """What a process below the run is, from its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            words = cmdline.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "gone"
+    text = " ".join(words)
+    if "resource_tracker" in text:
+        return "multiprocessing resource tracker"
+    if "multiprocessing.spawn" in text or "--multiprocessing-fork" in text:
+        return "decode worker"
+    if words[:3] == [sys.executable, "-m", "core"]:  # the CLI's command line: a fork, e.g. exec'ing a probe
+        return "fork of main (counted, though its pages are shared copy-on-write)"
+    return text[:80]
+
+
 def cpu_name() -> str:
     with open("/proc/cpuinfo") as info:
         for line in info:
@@ -88,7 +105,7 @@ def measure_index(folder: Path, data: Path) -> dict:
                 hwm = vm_hwm_mb(pid)
                 if hwm is not None:
                     peaks[pid] = max(peaks.get(pid, 0.0), hwm)
-                    names.setdefault(pid, "main" if pid == child.pid else "decode worker")
+                    names.setdefault(pid, "main" if pid == child.pid else role(pid))
             time.sleep(SAMPLE_S)
 
     sampler = threading.Thread(target=sample)
