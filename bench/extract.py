@@ -6,8 +6,9 @@ chosen before TensorFlow is imported, so each configuration runs in its own subp
 TensorFlow's own gem forward speed.
 
 `paths` (gem descriptor, random weights): per runtime-precision, forward images/s (median over the batches
-of 16 of the photo set, after a warm-up), end-to-end images/s through Engine.index (median over --repeats),
-that as a fraction of the best forward rate, agreement with ONNX Runtime fp32 (min/mean cosine over the
+of 16 of the photo set, after a warm-up), end-to-end images/s through Engine.index (median over --repeats; the
+paths take turns in every repeat, so a change in the machine's load falls on all alike), that as a fraction of
+the best forward rate and of the path's own, agreement with ONNX Runtime fp32 (min/mean cosine over the
 photo set), build seconds (int8: includes quantizing once, into a fresh cache), and hours for 100,000 photos
 at the end-to-end rate. `auto` is what Extractor(runtime="auto", precision="auto") chose here, and why.
 
@@ -99,11 +100,8 @@ def available_paths() -> list[tuple[str, str]]:
     return found
 
 
-def measure_path(extractor, images: list[Path], pixels: np.ndarray, repeats: int, descriptor: str) -> dict:
-    """Forward rate (median over batches of 16), vectors, and the end-to-end rate through Engine.index."""
-    from core.config import Settings
-    from core.engine import Engine
-
+def forward_rate(extractor, pixels: np.ndarray) -> dict:
+    """Forward rate (median over batches of 16, after a warm-up) and the vectors of `pixels`."""
     extractor.embed(pixels[:2])  # warm up
     rates, vectors = [], []
     for start in range(0, len(pixels), 16):
@@ -111,16 +109,31 @@ def measure_path(extractor, images: list[Path], pixels: np.ndarray, repeats: int
         t = time.perf_counter()
         vectors.append(extractor.embed(batch))
         rates.append(len(batch) / (time.perf_counter() - t))
-    pipeline = []
+    return {"forward_img_s": round(statistics.median(rates), 3), "vectors": np.concatenate(vectors)}
+
+
+def pipeline_rate(extractor, images: list[Path], descriptor: str) -> float:
+    """End-to-end images/s of one Engine.index run of `images` into a fresh embedded index."""
+    from core.config import Settings
+    from core.engine import Engine
+
+    with tempfile.TemporaryDirectory() as data:
+        engine = Engine(Settings(data_dir=data, weights="random", descriptor=descriptor), extractor=extractor)
+        t = time.perf_counter()
+        report = engine.index(images)
+        rate = report.indexed / (time.perf_counter() - t)
+        engine.close()
+    return rate
+
+
+def interleaved_pipelines(extractors: dict, images: list[Path], repeats: int, descriptor: str) -> dict:
+    """Per extractor, the median end-to-end rate and each run's; the extractors take turns in every repeat
+    so that a change in the machine's load falls on all of them alike (same-run ratios)."""
+    runs: dict = {name: [] for name in extractors}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as data:
-            engine = Engine(Settings(data_dir=data, weights="random", descriptor=descriptor), extractor=extractor)
-            t = time.perf_counter()
-            report = engine.index(images)
-            pipeline.append(report.indexed / (time.perf_counter() - t))
-            engine.close()
-    return {"forward_img_s": round(statistics.median(rates), 3), "vectors": np.concatenate(vectors),
-            "pipeline_img_s": round(statistics.median(pipeline), 3), "pipeline_runs": [round(r, 3) for r in pipeline]}
+        for name, extractor in extractors.items():
+            runs[name].append(round(pipeline_rate(extractor, images, descriptor), 3))
+    return {name: {"pipeline_img_s": round(statistics.median(r), 3), "pipeline_runs": r} for name, r in runs.items()}
 
 
 def worker(images: list[Path], repeats: int, forward_only: bool) -> dict:
@@ -143,48 +156,54 @@ def worker(images: list[Path], repeats: int, forward_only: bool) -> dict:
         return {"tensorflow_gem_forward_img_s": round(16 / (time.perf_counter() - t), 3)}
     pixels = np.stack([to_model_pixels(load_image(p, draft=INPUT_SIZE).image) for p in images])
     vector_flags = sorted(f for f in this_cpu().flags if f.startswith(("avx", "amx", "fma", "f16c")))
-    result: dict = {"cpu": this_cpu().label(), "cpu_flags": vector_flags}
+    result: dict = {"cpu": this_cpu().label(), "cpu_flags": vector_flags, "load_at_start": os.getloadavg()}
     paths: dict = {}
+    extractors: dict = {}
     reference = None
     for runtime, precision in available_paths():
         t = time.perf_counter()
         extractor = Extractor("gem", resolve_weights("random", "gem"), batch_size=16, runtime=runtime,
                               precision=precision)
         built_s = time.perf_counter() - t
-        measured = measure_path(extractor, images, pixels, repeats, "gem")
+        measured = forward_rate(extractor, pixels)
         vectors = measured.pop("vectors")
         if (runtime, precision) == ("onnxruntime", "fp32"):
             reference = vectors
         cosines = np.sum(vectors * reference, axis=1)
-        paths[f"{runtime}-{precision}"] = {
-            **measured, "runs_as": extractor.describe(), "build_s": round(built_s, 1),
-            "cosine_to_fp32": {"min": round(float(cosines.min()), 6), "mean": round(float(cosines.mean()), 6)},
-            "hours_for_100k": round(100_000 / measured["pipeline_img_s"] / 3600, 2),
-        }
+        name = f"{runtime}-{precision}"
+        extractors[name] = extractor
+        agreement = {"min": round(float(cosines.min()), 6), "mean": round(float(cosines.mean()), 6)}
+        paths[name] = {**measured, "runs_as": extractor.describe(), "build_s": round(built_s, 1),
+                       "cosine_to_fp32": agreement}
+    for name, measured in interleaved_pipelines(extractors, images, repeats, "gem").items():
+        paths[name] |= {**measured, "hours_for_100k": round(100_000 / measured["pipeline_img_s"] / 3600, 2)}
     best_forward = max(p["forward_img_s"] for p in paths.values())
     for p in paths.values():
         p["pipeline_fraction_of_best_forward"] = round(p["pipeline_img_s"] / best_forward, 3)
+        p["pipeline_fraction_of_own_forward"] = round(p["pipeline_img_s"] / p["forward_img_s"], 3)
         p["pipeline_vs_onnxruntime_fp32"] = round(p["pipeline_img_s"] / paths["onnxruntime-fp32"]["pipeline_img_s"], 2)
     result["paths"] = paths
     t = time.perf_counter()
     auto = Extractor("gem", resolve_weights("random", "gem"))
     result["auto"] = {**auto.describe(), "build_s": round(time.perf_counter() - t, 1)}
     # Today's keys: gem from the paths above, fc1 measured the same way.
+    fc1 = {runtime: Extractor("fc1", resolve_weights("random", "fc1"), batch_size=16, runtime=runtime, precision="fp32")
+           for runtime in ("onnxruntime", "tensorflow")}
+    fc1_pipelines = interleaved_pipelines(fc1, images, repeats, "fc1")
     for runtime in ("onnxruntime", "tensorflow"):
         gem = paths[f"{runtime}-fp32"]
         result[f"{runtime}_gem_forward_img_s"] = gem["forward_img_s"]
         result[f"{runtime}_gem_pipeline_img_s"] = gem["pipeline_img_s"]
         result[f"{runtime}_gem_pipeline_runs"] = gem["pipeline_runs"]
-        extractor = Extractor("fc1", resolve_weights("random", "fc1"), batch_size=16, runtime=runtime, precision="fp32")
-        fc1 = measure_path(extractor, images, pixels, repeats, "fc1")
-        result[f"{runtime}_fc1_forward_img_s"] = fc1["forward_img_s"]
-        result[f"{runtime}_fc1_pipeline_img_s"] = fc1["pipeline_img_s"]
-        result[f"{runtime}_fc1_pipeline_runs"] = fc1["pipeline_runs"]
+        result[f"{runtime}_fc1_forward_img_s"] = forward_rate(fc1[runtime], pixels)["forward_img_s"]
+        result[f"{runtime}_fc1_pipeline_img_s"] = fc1_pipelines[runtime]["pipeline_img_s"]
+        result[f"{runtime}_fc1_pipeline_runs"] = fc1_pipelines[runtime]["pipeline_runs"]
     result["original_pattern_img_s"] = round(original_pattern(images, repeats), 3)
     import keras
 
     full = keras.applications.VGG16(weights=None)
     result["gflop_per_image"] = round(vgg16_gflop(keras.Model(full.input, full.get_layer("fc1").output)), 2)
+    result["load_at_end"] = os.getloadavg()
     return result
 
 
@@ -235,6 +254,7 @@ def main() -> None:
                                  capture_output=True, text=True)
             return json.loads(out.stdout.strip().splitlines()[-1])
 
+        load_before = os.getloadavg()
         gflops_before = gemm_gflops()
         # TensorFlow settings are screened on its own forward speed; ONNX Runtime keeps its defaults.
         screening = {config: run(config, forward_only=True) for config in CONFIGS}
@@ -248,6 +268,7 @@ def main() -> None:
     best_path = max(full["paths"], key=lambda name: full["paths"][name]["pipeline_img_s"])
     print(json.dumps({
         "images": args.images, "sizes": SIZES, "repeats": args.repeats, "weights": "random",
+        "load_before": load_before, "load_after": os.getloadavg(),
         "numpy_fp32_gemm_gflops": round(gflops, 1),
         "fp32_ceiling_img_s": round(gflops / flop, 2),
         "config_screening_forward_batch16": screening,

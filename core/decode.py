@@ -26,9 +26,11 @@ from PIL import Image
 
 from core.images import ImageError, load_image, open_regular_file
 from core.model import INPUT_SIZE, to_model_pixels
+from core.scan import Cancel
 
 CHUNK = 2**20  # bytes read at a time while hashing
 MAX_STDERR = 2000  # characters of a decoder's stderr kept per file
+CANCEL_POLL_S = 0.05  # how often a wait for the workers looks at the cancel flag
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,19 @@ class DecodePool:
         self._context = multiprocessing.get_context("spawn")
         self._workers = [_Worker(self._context, decode) for _ in range(workers)]
 
-    def imap(self, paths: Iterable[str], max_ahead: int = 32) -> Iterator[tuple[str, Decoded | ImageError]]:
+    def imap(self, paths: Iterable[str], max_ahead: int = 32,
+             cancel: Cancel | None = None) -> Iterator[tuple[str, Decoded | ImageError]]:
         """Results in input order, at most `max_ahead` files in flight; a worker that crashes (segfault) or
         exceeds timeout_s gives that file ImageError("decoder crashed ..."/"decoding took longer than ...")
         and is replaced; the decoder's messages on the C-level stderr (fd 2, e.g. libtiff) are captured per
-        file into its warnings, not printed."""
+        file into its warnings, not printed.
+
+        When `cancel` is set the iteration ends within about CANCEL_POLL_S seconds, even while a decode is
+        in flight: the busy workers are killed (they hold nothing but the file being decoded) and started
+        afresh by the next imap. The same happens when the caller stops iterating early."""
+        for worker in self._workers:
+            if worker.process is None:
+                worker.start()
         source = iter(paths)
         waiting: list[tuple[int, str]] = []  # taken from `paths`, not yet sent to a worker
         done: dict[int, tuple[str, Decoded | ImageError]] = {}
@@ -114,18 +124,23 @@ class DecodePool:
                     continue  # take the next path in its place first
                 if exhausted and yielded == taken:
                     return
-                for index, path, outcome in self._collect():
+                if cancel is not None and cancel.is_set():
+                    return
+                for index, path, outcome in self._collect(None if cancel is None else CANCEL_POLL_S):
                     done[index] = (path, outcome)
         finally:
             for worker in self._workers:  # abandoned mid-file: its late result must not reach the next imap
                 if worker.task is not None:
-                    worker.restart()
+                    worker.stop()
 
-    def _collect(self) -> list[tuple[int, str, Decoded | ImageError]]:
-        """Wait until some worker finishes, crashes, times out or becomes ready; what finished."""
+    def _collect(self, poll_s: float | None) -> list[tuple[int, str, Decoded | ImageError]]:
+        """Wait until some worker finishes, crashes, times out or becomes ready, or `poll_s` passes; what
+        finished."""
         now = time.monotonic()
         deadlines = [w.deadline for w in self._workers if w.task is not None]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        if poll_s is not None:
+            timeout = poll_s if timeout is None else min(timeout, poll_s)
         handles = [h for w in self._workers for h in (w.conn, w.process.sentinel)]
         ready = set(wait(handles, timeout))
         finished = []
@@ -142,9 +157,10 @@ class DecodePool:
         return finished
 
     def close(self) -> None:
-        """Stop the workers (a busy one is killed)."""
+        """Stop the workers (a busy or still starting one is killed)."""
         for worker in self._workers:
-            worker.stop()
+            if worker.process is not None:
+                worker.stop()
 
     def __enter__(self) -> DecodePool:
         return self
@@ -161,9 +177,10 @@ class _Worker:
         self._decode = decode
         self.task: tuple[int, str] | None = None
         self.deadline = 0.0
-        self._start()
+        self.process = None
+        self.start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
         self.conn, child = self._context.Pipe()
         self.process = self._context.Process(target=_serve, args=(child, self._decode), daemon=True)
         self.process.start()
@@ -200,10 +217,12 @@ class _Worker:
 
     def restart(self) -> None:
         self.stop()
-        self._start()
+        self.start()
 
     def stop(self) -> None:
-        if self.process.is_alive() and self.task is None:
+        """Ends the process: an idle one is asked to exit, a busy or still starting one is killed at once (it
+        holds nothing but the file being decoded, and a hung decoder would not answer)."""
+        if self.process.is_alive() and self.ready and self.task is None:
             with contextlib.suppress(OSError):
                 self.conn.send(None)  # asks it to exit
             self.process.join(2)
@@ -211,6 +230,8 @@ class _Worker:
             self.process.kill()
             self.process.join()
         self.conn.close()
+        self.process = None
+        self.task = None
 
 
 def _exit(process) -> str:

@@ -357,7 +357,7 @@ class _Run:
         vgg = ThreadPoolExecutor(1, thread_name_prefix="embed")
         with DecodePool(self.decode_workers) as pool:
             try:
-                for path, outcome in pool.imap(list(by_path), max_ahead=2 * self.batch_size):
+                for path, outcome in pool.imap(list(by_path), 2 * self.batch_size, self.cancel):
                     if self.cancelled():
                         break
                     entry, image_id, old = by_path[path]

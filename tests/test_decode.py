@@ -7,6 +7,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ def misbehaving_decode(path: str) -> Decoded:
     if name.startswith("crash"):
         os.kill(os.getpid(), signal.SIGSEGV)
     if name.startswith("hang"):
+        open(path + ".started", "w").close()  # tells a test the decode is in flight
         time.sleep(600)
     if name.startswith("slow"):
         time.sleep(1)
@@ -169,3 +171,23 @@ def test_workers_start_without_the_network_runtimes(photos):
     with DecodePool(workers=1, decode=heavy_imports) as pool:
         [(_, outcome)] = pool.imap(photos[:1])
     assert outcome.reason == "none"
+
+
+def test_cancel_ends_imap_within_a_second_while_a_decode_hangs(tmp_path, photos):
+    hang = tmp_path / "hang.jpg"
+    hang.write_bytes(jpeg_bytes(gradient()))
+    cancel = threading.Event()
+    with DecodePool(workers=2, decode=misbehaving_decode) as pool:
+        results = pool.imap([photos[0], str(hang), photos[1]], cancel=cancel)
+        assert next(results)[0] == photos[0]
+        while not os.path.exists(str(hang) + ".started"):
+            time.sleep(0.01)
+        [hung] = [w.process for w in pool._workers if w.task is not None and w.task[1] == str(hang)]
+        cancel.set()
+        started = time.monotonic()
+        rest = list(results)
+        ended = time.monotonic() - started
+        again = list(pool.imap(photos[2:4]))  # killed workers are started afresh for the next run
+    assert ended < 5  # about CANCEL_POLL_S; loose bound on a loaded machine
+    assert all(p != str(hang) for p, _ in rest) and not hung.is_alive()
+    assert [isinstance(o, Decoded) for _, o in again] == [True, True]

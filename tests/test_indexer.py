@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -83,6 +84,42 @@ def test_cancel_stops_within_a_batch_and_keeps_what_was_committed(engine, photo_
     assert seen[0].total == len(list(photo_dir.glob("*.jpg")))
     resumed = engine.index([photo_dir])
     assert resumed.indexed + resumed.unchanged == seen[0].total and not resumed.cancelled
+
+
+def test_cancel_answers_within_a_second_while_a_decode_hangs(settings, shared_extractor, photo_dir, tmp_path,
+                                                              monkeypatch):
+    import functools
+
+    import core.indexer
+    from core.decode import DecodePool
+    from core.engine import Engine
+    from tests.test_decode import misbehaving_decode
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_dir, folder)
+    shutil.copy(folder / "coffee.jpg", folder / "hang.jpg")  # its decoder never returns (tests.test_decode)
+    engine = Engine(replace(settings, batch_size=4), extractor=shared_extractor)
+    monkeypatch.setattr(core.indexer, "DecodePool", functools.partial(DecodePool, decode=misbehaving_decode))
+    cancel, committed, cancelled_at = threading.Event(), threading.Event(), []
+
+    def cancel_once_the_hang_is_in_flight():
+        committed.wait(300)
+        while not (folder / "hang.jpg.started").exists():
+            time.sleep(0.01)
+        cancelled_at.append(time.monotonic())
+        cancel.set()
+
+    threading.Thread(target=cancel_once_the_hang_is_in_flight, daemon=True).start()
+    report = engine.index([folder], progress=lambda p: committed.set(), cancel=cancel)
+    answered_s = time.monotonic() - cancelled_at[0]
+    print(f"cancel answered in {answered_s:.3f} s with a decode in flight")
+    assert report.cancelled and answered_s < 5  # about 0.1 s; the bound is loose for a loaded machine
+    assert report.indexed >= 4 and engine.store.count() == report.indexed
+    monkeypatch.undo()
+    (folder / "hang.jpg.started").unlink()
+    resumed = engine.index([folder])
+    assert resumed.unchanged == report.indexed and resumed.indexed + resumed.unchanged == 19
+    engine.close()
 
 
 def test_progress_reaches_the_total_with_an_eta(engine, photo_dir):
