@@ -17,7 +17,7 @@ from core.duplicates import VARIANTS, Group, Progress, find_groups, search_with_
 from core.errors import NOT_FOUND, UserError
 from core.file_actions import Plan, Result
 from core.images import ImageError, load_image
-from core.indexer import Cancel, IndexProgress, IndexReport, _State, run_index
+from core.indexer import Cancel, IndexProgress, IndexReport, run_index, scanned_roots
 from core.labels import LabelReport, label_unlabelled
 from core.model import (
     INPUT_SIZE,
@@ -256,8 +256,8 @@ class Engine:
         keeps in `<data_dir>/scan-state.json` under the store's location, then one `records(under=root)` probe
         per root (so a folder forgotten with `remove_folder` drops out); a query per root, so call it off the
         GUI thread. Raises StoreError when the index cannot be read."""
-        state = _State(Path(self.settings.data_dir) / SCAN_STATE_FILE, self.store.location())
-        return [root for root in sorted(state.roots) if next(iter(self.store.records(under=root)), None) is not None]
+        roots = scanned_roots(Path(self.settings.data_dir) / SCAN_STATE_FILE, self.store.location())
+        return [root for root in roots if next(iter(self.store.records(under=root)), None) is not None]
 
     def label_images(self, progress: Callable[[int, int, str], None] | None = None,
                      cancel: Cancel | None = None) -> LabelReport:

@@ -585,6 +585,12 @@ REASON_MOUNT = "none of the images under this mount point was found (a drive not
 REASON_EMPTY = "none of the images under this folder was found (a drive not mounted?)"
 
 
+def scanned_roots(state_file: Path, location: str) -> list[str]:
+    """The roots `run_index` has scanned into the index at `location` (its `state_file`: real fs paths as
+    scanned, sorted); [] when the file is missing or unreadable."""
+    return sorted(_State(state_file, location).roots)
+
+
 class _State:
     """Each root's device and mount points at its last scan, in a JSON file shared by the indexes
     (keyed by their location). Unreadable or missing files count as no earlier scan."""
