@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 from PIL import Image
 
+from core.formats import RAW_EXTENSIONS
 from core.images import ImageError, load_image, open_regular_file
 from core.model import INPUT_SIZE, to_model_pixels
 from core.scan import Cancel
@@ -31,6 +32,12 @@ from core.scan import Cancel
 CHUNK = 2**20  # bytes read at a time while hashing
 MAX_STDERR = 2000  # characters of a decoder's stderr kept per file
 CANCEL_POLL_S = 0.05  # how often a wait for the workers looks at the cancel flag
+# Files at least this large decode one at a time (the others keep the remaining workers busy): a photo near
+# Pillow's pixel limit (179 MP) needs ~0.5 GB as RGB and two to three times that while decoding and converting
+# colour, so two at once could pass the 2.5 GB bound of a whole run (issue 12). Compressed photos of 24 MP or
+# less stay below it (JPEG ~5-15 MB, HEIC ~3-8 MB); RAW files are exempt: their embedded preview or half-size
+# demosaic is small whatever the file size.
+LARGE_FILE_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ class DecodePool:
         """Results in input order, at most `max_ahead` files in flight; a worker that crashes (segfault) or
         exceeds timeout_s gives that file ImageError("decoder crashed ..."/"decoding took longer than ...")
         and is replaced; the decoder's messages on the C-level stderr (fd 2, e.g. libtiff) are captured per
-        file into its warnings, not printed.
+        file into its warnings, not printed. Files of LARGE_FILE_BYTES or more (not RAW) decode one at a time.
 
         When `cancel` is set the iteration ends within about CANCEL_POLL_S seconds, even while a decode is
         in flight: the busy workers are killed (they hold nothing but the file being decoded) and started
@@ -117,7 +124,12 @@ class DecodePool:
                         taken += 1
                 for worker in self._workers:
                     if worker.ready and worker.task is None and waiting:
-                        worker.send(*waiting.pop(0), self.timeout_s)
+                        large_busy = any(w.task is not None and w.large for w in self._workers)
+                        pick = next((n for n, (_, path) in enumerate(waiting)
+                                     if not (large_busy and is_large(path))), None)
+                        if pick is not None:
+                            index, path = waiting.pop(pick)
+                            worker.send(index, path, self.timeout_s, large=is_large(path))
                 if yielded in done:
                     yield done.pop(yielded)
                     yielded += 1
@@ -176,6 +188,7 @@ class _Worker:
         self._context = context
         self._decode = decode
         self.task: tuple[int, str] | None = None
+        self.large = False  # the task is a file of LARGE_FILE_BYTES or more
         self.deadline = 0.0
         self.process = None
         self.start()
@@ -188,8 +201,8 @@ class _Worker:
         self.ready = False
         self.task = None
 
-    def send(self, index: int, path: str, timeout_s: float) -> None:
-        self.task = (index, path)
+    def send(self, index: int, path: str, timeout_s: float, large: bool = False) -> None:
+        self.task, self.large = (index, path), large
         self.deadline = time.monotonic() + timeout_s
         self.conn.send(path)
 
@@ -232,6 +245,16 @@ class _Worker:
         self.conn.close()
         self.process = None
         self.task = None
+
+
+def is_large(path: str) -> bool:
+    """Whether a file is decoded alone: LARGE_FILE_BYTES or more and not camera RAW (unreadable: False)."""
+    if os.path.splitext(path)[1].lower() in RAW_EXTENSIONS:
+        return False
+    try:
+        return os.stat(path).st_size >= LARGE_FILE_BYTES
+    except OSError:
+        return False
 
 
 def _exit(process) -> str:

@@ -9,6 +9,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,15 @@ def misbehaving_decode(path: str) -> Decoded:
     if name.startswith("noisy"):
         os.write(2, b"TIFFReadDirectory: Warning, Unknown field with tag 50000 (0xc350) encountered.\n")
     return decode_file(path)
+
+
+def timed_decode(path: str) -> Decoded:
+    """Records when it started and ended on this file (beside it), taking 0.4 s; every file is refused."""
+    started = time.time()
+    time.sleep(0.4)
+    with open(path + ".times", "w") as f:
+        f.write(f"{started} {time.time()}")
+    raise ImageError("timed")
 
 
 def heavy_imports(path: str) -> Decoded:
@@ -191,3 +201,22 @@ def test_cancel_ends_imap_within_a_second_while_a_decode_hangs(tmp_path, photos)
     assert ended < 5  # about CANCEL_POLL_S; loose bound on a loaded machine
     assert all(p != str(hang) for p, _ in rest) and not hung.is_alive()
     assert [isinstance(o, Decoded) for _, o in again] == [True, True]
+
+
+def test_large_files_decode_one_at_a_time_while_small_ones_keep_the_other_worker_busy(tmp_path):
+    from core.decode import LARGE_FILE_BYTES
+
+    names = ["big1.png", "small1.jpg", "big2.tif", "small2.jpg", "big3.png", "raw.nef"]
+    paths = []
+    for name in names:
+        path = tmp_path / name
+        with open(path, "wb") as f:  # sparse: large by size, nothing written
+            f.truncate(LARGE_FILE_BYTES if name.startswith(("big", "raw")) else 1000)
+        paths.append(str(path))
+    with DecodePool(workers=2, decode=timed_decode) as pool:
+        results = list(pool.imap(paths))
+    assert [p for p, _ in results] == paths  # still in input order
+    spans = {os.path.basename(p): tuple(map(float, Path(p + ".times").read_text().split())) for p in paths}
+    big = sorted(spans[n] for n in names if n.startswith("big"))
+    assert all(earlier[1] <= later[0] for earlier, later in zip(big, big[1:], strict=False))  # never two at once
+    assert any(spans[n][0] < spans["big1.png"][1] for n in ("small1.jpg", "raw.nef"))  # the other worker worked
