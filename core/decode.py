@@ -35,6 +35,7 @@ CANCEL_POLL_S = 0.05  # how often a wait for the workers looks at the cancel fla
 
 @dataclass(frozen=True)
 class Decoded:
+    """One file decoded for the index (decode_file): the network's input pixels and the file's facts."""
     pixels: np.ndarray  # uint8 (224, 224, 3), sRGB RGB: the network's input (core.model.to_model_pixels)
     width: int  # the full image's oriented size in pixels
     height: int
