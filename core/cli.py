@@ -30,6 +30,7 @@ def global_options() -> argparse.ArgumentParser:
 
 
 def search_options() -> argparse.ArgumentParser:
+    """Options of `search` and `similar`: -k, score bounds, words, dates, camera, --exact, --variants, --json."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-k", type=int, help=f"number of results (default: 10; {WORDS_ONLY_K} for words only)")
     p.add_argument("--min-score", type=float, help="only results at least this similar (-1..1)")
@@ -49,6 +50,7 @@ def search_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `image-search` parser: global options and one subcommand per entry of COMMANDS, plus `serve`."""
     common = global_options()
     parser = argparse.ArgumentParser(
         prog="image-search", parents=[common],
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The Settings for a parsed command line with the command's own flags (serve's address, --reference) on
+    top; ConfigError for a --reference folder whose name contains a comma."""
     if args.command == "serve":
         return settings_from_arguments(args, api_host=args.host, api_port=args.port, api_token=args.token)
     if args.command == "duplicates" and args.reference:
@@ -118,6 +122,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command (`argv` defaults to sys.argv[1:]); returns the exit status: 0 done, 1 a user error
+    (core.errors.EXIT_STATUS), 2 no command, 130 interrupted, else the command's own."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_index(engine, args) -> int:
+    """Index or update the folders and files in args.paths; exit status 0, or 130 when interrupted."""
     queue, bar = queue_for(engine), ProgressBar()
     # The run is a job of the engine's one queue (core.jobs), like the API's and the desktop's: it waits for
     # any other run on this engine and reports through the same observer.
@@ -178,6 +185,7 @@ def cmd_index(engine, args) -> int:
 
 
 def cmd_search(engine, args) -> int:
+    """Search with each image file, or by words/dates/camera alone; exit status 1 when an image could not be read."""
     photo = photo_filter(args)
     if not args.images:
         if args.text is None and not photo.active():
@@ -199,6 +207,7 @@ def cmd_search(engine, args) -> int:
 
 
 def cmd_similar(engine, args) -> int:
+    """Search from an indexed image given by id or path; exit status 0."""
     hits = engine.similar(args.ref, 10 if args.k is None else args.k, search_filter(args), photo_filter(args),
                           variants=args.variants)
     print_hits(args.ref, hits, args.json, engine)
@@ -206,6 +215,7 @@ def cmd_similar(engine, args) -> int:
 
 
 def cmd_tag(engine, args) -> int:
+    """Add and remove tags of indexed images and print each image's tags; exit status 0."""
     if not args.add and not args.remove:
         raise ConfigError("give --add WORD or --remove WORD")
     tags = engine.change_tags(args.refs, args.add, args.remove)
@@ -220,6 +230,7 @@ def cmd_tag(engine, args) -> int:
 
 
 def cmd_tags(engine, args) -> int:
+    """Print every tag with how many images carry it, most used first; exit status 0."""
     counts = engine.tag_counts()
     if args.json:
         print(json.dumps({"tags": [{"tag": t, "count": n} for t, n in counts.items()]}))
@@ -309,6 +320,7 @@ def cmd_duplicates(engine, args) -> int:
 
 
 def cmd_undo(engine, args) -> int:
+    """Undo the last trash or move of duplicates; exit status 1 when every file was skipped, else 0."""
     result = engine.undo_last_action()
     for path, reason in result.skipped:
         print(f"skipped {legible(path)}: {reason}")
@@ -352,6 +364,7 @@ def action_json(result) -> dict:
 
 
 def cmd_remove(engine, args) -> int:
+    """Forget the images under the folders in args.paths and print how many; exit status 0."""
     queue = queue_for(engine)
     job = queue.submit_remove(args.paths)
     queue.wait(job.id)
@@ -361,6 +374,7 @@ def cmd_remove(engine, args) -> int:
 
 
 def cmd_info(engine, args) -> int:
+    """Print the backend, image count, model, weights, data location and version; exit status 0."""
     info = engine.info()
     if args.json:
         print(json.dumps(info))
@@ -378,10 +392,12 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "similar": cmd_similar, "d
 
 
 def search_filter(args) -> SearchFilter:
+    """The SearchFilter of the --min-score, --max-score, --text and --exact flags."""
     return SearchFilter(min_score=args.min_score, max_score=args.max_score, text=args.text, exact=args.exact)
 
 
 def photo_filter(args) -> PhotoFilter:
+    """The PhotoFilter of --after, --before and --camera; ConfigError for a date that does not parse."""
     try:
         return PhotoFilter.parse(args.after, args.before, args.camera)
     except ValueError as exc:
@@ -439,6 +455,7 @@ class ProgressBar:
         self.last = 0.0
 
     def update(self, p) -> None:
+        """Redraw for `p` (done, total, eta_s in seconds or None), at most every 0.1 s until the last."""
         now = time.monotonic()
         if not self.enabled or (now - self.last < 0.1 and p.done < p.total):
             return
@@ -450,5 +467,6 @@ class ProgressBar:
         sys.stderr.flush()
 
     def close(self) -> None:
+        """End the bar's line, if one was drawn."""
         if self.enabled and self.last:
             sys.stderr.write("\n")

@@ -105,9 +105,12 @@ class Settings:
         return tuple(r.strip() for r in self.keeper_rules.split(",") if r.strip())
 
     def replace(self, **changes) -> Settings:
+        """A copy with `changes` (field name: value), not validated again."""
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> Settings:
+        """Self, when the backend, descriptor, precision, runtime, batch_size and keeper_rules are valid;
+        else ConfigError naming the bad value and the choices."""
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.descriptor is not None and self.descriptor not in DESCRIPTORS:
@@ -184,6 +187,7 @@ def cache_dir() -> Path:
 
 
 def default_config_file() -> Path:
+    """config.toml in the user config folder (platformdirs), read when IMAGE_SEARCH_CONFIG and --config are unset."""
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 
 

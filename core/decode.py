@@ -42,6 +42,7 @@ LARGE_FILE_BYTES = 32 * 2**20
 
 @dataclass(frozen=True)
 class Decoded:
+    """One file decoded for the index (decode_file): the network's input pixels and the file's facts."""
     pixels: np.ndarray  # uint8 (224, 224, 3), sRGB RGB: the network's input (core.model.to_model_pixels)
     width: int  # the full image's oriented size in pixels
     height: int

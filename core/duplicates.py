@@ -108,6 +108,7 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Member:
+    """One image of a duplicate Group, with its kind and cosine similarity relative to the group's keeper."""
     record: ImageRecord
     kind: str  # KEEPER or one of KINDS, relative to the group's keeper
     score: float  # cosine similarity to the keeper (1.0 for the keeper)
@@ -118,6 +119,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Group:
+    """A group of duplicate images (find_groups): the keeper to keep first, then the other copies."""
     # The keeper first, then each exact set's lead by kind (tightest first) and score (highest first), each
     # lead followed by its exact copies.
     members: tuple[Member, ...]
@@ -125,10 +127,12 @@ class Group:
 
     @property
     def keeper(self) -> Member:
+        """The member to keep (chosen by the keeper rules; `reason` says why)."""
         return self.members[0]
 
     @property
     def others(self) -> tuple[Member, ...]:
+        """Every member but the keeper, in `members` order."""
         return self.members[1:]
 
     @property

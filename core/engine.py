@@ -73,6 +73,7 @@ class Engine:
     # -- the model --------------------------------------------------------------------------------
     @property
     def model_loaded(self) -> bool:
+        """Whether the VGG16 extractor has been built yet (extractor() builds it)."""
         return self._extractor is not None
 
     def extractor(self) -> Extractor:
@@ -299,6 +300,9 @@ class Engine:
 
     # -- about ------------------------------------------------------------------------------------
     def info(self) -> dict:
+        """About the index and model, for `info`, GET /api/health and the About box: backend, count, model,
+        model_label, weights, location, version, runtime (Extractor.describe(), None until the model is built),
+        labels and labels_meaningful."""
         return {
             "backend": self.store.backend,
             "count": self.store.count(),
@@ -382,6 +386,7 @@ class Engine:
         return sorted(hits, key=lambda h: -h.score)[:k]
 
     def close(self) -> None:
+        """Close the annotations store, if opened, and the index store."""
         if self._annotations is not None:
             self._annotations.close()
         self.store.close()

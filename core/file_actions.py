@@ -66,6 +66,7 @@ class Plan:
 
     @property
     def files(self) -> int:
+        """Files acted on: every path of every record, hard links included."""
         return sum(len(r.paths) for r in self.records)
 
     @property
@@ -85,6 +86,7 @@ class Plan:
 
 @dataclass
 class Result:
+    """What execute or undo_last did, file by file; `cancelled` when it stopped before the end."""
     done: list[str] = field(default_factory=list)  # paths acted on (or restored, for undo)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason for people)
     bytes: int = 0  # bytes of the images fully acted on

@@ -69,6 +69,7 @@ class ImageError(UserError):
 
 @dataclass
 class LoadedImage:
+    """An image as load_image read it: oriented sRGB RGB pixels, the full size and the decoders' warnings."""
     image: Image.Image  # RGB, sRGB, oriented; smaller than width x height when reduced for `draft`, and for a
     # camera RAW without a large enough embedded preview (demosaiced at half size)
     width: int  # the full image's oriented size in pixels, whatever the draft

@@ -71,6 +71,7 @@ CANCEL_POLL_S = 0.1  # how often a wait for the extractor looks at the cancel fl
 
 @dataclass(frozen=True)
 class IndexProgress:
+    """Where an indexing run is, reported after each finished file."""
     done: int  # files of this run's work that are finished (committed, or skipped with a reason)
     total: int  # files that needed work in this run (new, changed or moved)
     path: str  # the last file finished (fs path)

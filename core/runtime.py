@@ -78,6 +78,7 @@ class Cpu:
 
     @property
     def has_bf16(self) -> bool:
+        """bfloat16 instructions of any kind (AMX or AVX-512)."""
         return bool({"amx_bf16", "avx512_bf16"} & self.flags)
 
     @property
@@ -86,6 +87,7 @@ class Cpu:
         return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.flags)
 
     def label(self) -> str:
+        """The CPU for people: "cpu: MODEL NAME (flag, ...)", the flags among SHOWN_FLAGS that it has."""
         shown = [f for f in SHOWN_FLAGS if f in self.flags]
         return f"cpu: {self.model}" + (f" ({', '.join(shown)})" if shown else "")
 

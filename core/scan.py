@@ -51,7 +51,9 @@ HEAD_BYTES = 64  # read from files of unknown type: what core.formats.sniff need
 class Cancel(Protocol):
     """A cancellation flag (threading.Event fits)."""
 
-    def is_set(self) -> bool: ...
+    def is_set(self) -> bool:
+        """True once cancellation was asked for."""
+        ...
 
 
 def image_suffixes() -> frozenset[str]:
@@ -78,11 +80,13 @@ class FileEntry:
 
     @property
     def path(self) -> str:
+        """The primary path (paths[0])."""
         return self.paths[0]
 
 
 @dataclass
 class ScanResult:
+    """What a scan found: the image files, counts of what it passed over, and what it could not read."""
     files: list[FileEntry] = field(default_factory=list)
     not_images: int = 0  # regular files that are not images (by extension and content)
     ignored: int = 0  # excluded names, and symlinks not followed

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time
 from typing import Any, Protocol
 
+from typing_extensions import override
+
 from core.errors import INVALID, UserError
 from core.metadata import PhotoMetadata
 from core.paths import fold, query_words, words_match
@@ -84,6 +86,8 @@ class Annotation:
         return [fold(t) for t in (*self.tags, *self.labels)] + ([fold(self.camera)] if self.camera else [])
 
     def words(self) -> str:
+        """The searchable text: path_words and folded_fields joined by SEPARATOR (the embedded table's
+        `words` column; what ElasticAnnotations derives `suffixes` from)."""
         return SEPARATOR.join([*self.path_words, *self.folded_fields()])
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,9 +164,11 @@ class PhotoFilter:
                    camera or None)
 
     def camera_words(self) -> list[str]:
+        """The folded words of `camera` (core.paths.query_words); empty without one."""
         return query_words(self.camera)
 
     def active(self) -> bool:
+        """Whether any constraint is set (a date bound or a camera word)."""
         return bool(self.after or self.before or self.camera_words())
 
     def accepts(self, a: Annotation | None) -> bool:
@@ -297,7 +303,7 @@ def _removed(tags: Sequence[str], words: Iterable[str]) -> list[str]:
     return [t for t in tags if fold(t) not in gone]
 
 
-class _Base:
+class _Base(Annotations):
     """The read-modify-write operations both backends share; each backend reads and writes whole rows."""
 
     def _read(self, ids: list[str]) -> dict[str, Annotation]:
@@ -314,6 +320,7 @@ class _Base:
             rows = self._read(chunk)
             self._write({i: change(i, rows.get(i, Annotation())) for i in chunk})
 
+    @override
     def get_many(self, ids: Iterable[str]) -> dict[str, Annotation]:
         ids = list(dict.fromkeys(ids))
         found: dict[str, Annotation] = {}
@@ -321,40 +328,49 @@ class _Base:
             found.update(self._read(ids[start:start + PAGE]))
         return found
 
+    @override
     def put(self, rows: Mapping[str, Annotation]) -> None:
         items = list(rows.items())
         for start in range(0, len(items), PAGE):
             self._write(dict(items[start:start + PAGE]))
 
+    @override
     def set_tags(self, image_id: str, tags: Iterable[str]) -> list[str]:
         cleaned = clean_tags(tags)
         self._change([image_id], lambda _, a: _with_tags(a, cleaned))
         return cleaned
 
+    @override
     def add_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = clean_tags(words)
         self._change(ids, lambda _, a: _with_tags(a, _added(a.tags, words)))
 
+    @override
     def remove_tags(self, ids: Iterable[str], words: Iterable[str]) -> None:
         words = list(words)
         self._change(ids, lambda _, a: _with_tags(a, _removed(a.tags, words)))
 
+    @override
     def tags(self, image_id: str) -> list[str]:
         found = self._read([image_id]).get(image_id)
         return list(found.tags) if found else []
 
+    @override
     def set_labels(self, labels: Mapping[str, Sequence[str]]) -> None:
         cleaned = {i: tuple(clean_labels(names)) for i, names in labels.items()}
         self._change(cleaned, lambda i, a: replace(a, labels=cleaned[i], labelled=True))
 
+    @override
     def unlabelled(self, ids: Iterable[str]) -> list[str]:
         ids = list(dict.fromkeys(ids))
         found = self.get_many(ids)
         return [i for i in ids if i not in found or not found[i].labelled]
 
+    @override
     def put_metadata(self, image_id: str, meta: PhotoMetadata) -> None:
         self._change([image_id], lambda _, a: _with_metadata(a, meta))
 
+    @override
     def put_records(self, records: Sequence[ImageRecord], metadata: Mapping[str, PhotoMetadata]) -> None:
         by_id = {r.id: r for r in records}
 
@@ -364,6 +380,7 @@ class _Base:
 
         self._change(by_id, change)
 
+    @override
     def matching_ids(self, words=None, after=None, before=None, camera=None) -> set[str]:
         found: set[str] = set()
         offset = 0
@@ -372,6 +389,7 @@ class _Base:
             offset += len(page)
         return found
 
+    @override
     def newest(self, words, after, before, camera, limit, offset=0) -> dict[str, Annotation]:
         return self._select(words, after, before, camera, limit, offset, True)
 
@@ -415,6 +433,7 @@ class EmbeddedAnnotations(_Base):
                            f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
             self._rows = None  # data_version does not change for this connection's own writes
 
+    @override
     def tag_counts(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         with self.table.reading("read the tags") as db:
@@ -422,10 +441,12 @@ class EmbeddedAnnotations(_Base):
                 counts.update(json.loads(tags))
         return dict(counts)
 
+    @override
     def metadata_ids(self) -> set[str]:
         with self.table.reading("read the annotations") as db:
             return {row[0] for row in db.execute("SELECT id FROM annotations WHERE taken_source IS NOT NULL")}
 
+    @override
     def forget(self, ids: Iterable[str]) -> None:
         with self.table.writing("forget annotations") as db:
             db.executemany("DELETE FROM annotations WHERE id = ?", [(i,) for i in ids])
@@ -459,6 +480,7 @@ class EmbeddedAnnotations(_Base):
                 self._rows_version = version
             return self._rows
 
+    @override
     def close(self) -> None:
         self.table.close()
 
@@ -492,6 +514,7 @@ class ElasticAnnotations(_Base):
             # Refreshed: a tag is visible to the next search at once, in any process.
             self.side.write(((i, _doc(i, a)) for i, a in rows.items()), "annotations")
 
+    @override
     def tag_counts(self) -> dict[str, int]:
         with self.side.guard("read the tags"):
             if not self.side.exists():
@@ -500,6 +523,7 @@ class ElasticAnnotations(_Base):
                 "tags": {"terms": {"field": "tags", "size": 65_536}}})
         return {b["key"]: b["doc_count"] for b in response["aggregations"]["tags"]["buckets"]}
 
+    @override
     def metadata_ids(self) -> set[str]:
         with self.side.guard("read the annotations"):
             if not self.side.exists():
@@ -507,6 +531,7 @@ class ElasticAnnotations(_Base):
             return {hit["_id"] for hit in self.side.scan({"_source": False,
                                                           "query": {"exists": {"field": "taken_source"}}})}
 
+    @override
     def forget(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         with self.side.guard("forget annotations"):
@@ -547,6 +572,7 @@ class ElasticAnnotations(_Base):
                     break
         return dict(list(found.items())[:limit])
 
+    @override
     def close(self) -> None:
         """Nothing to release: the client belongs to the store."""
 

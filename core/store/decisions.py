@@ -13,6 +13,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Protocol
 
+from typing_extensions import override
+
 from core.store.base import StoreError, VectorStore
 from core.store.side import SideIndex, SideTable, side_index, side_table
 
@@ -63,40 +65,46 @@ def decisions_for(store: VectorStore) -> Decisions:
     raise StoreError(f"no decisions for a {store.backend!r} index")
 
 
-class EmbeddedDecisions:
+class EmbeddedDecisions(Decisions):
     """Decisions in the table `not_duplicates` of the embedded index's SQLite file."""
 
     def __init__(self, table: SideTable):
         self.table = table
 
+    @override
     def mark_not_duplicates(self, ids: Iterable[str]) -> int:
         pairs = pairs_of(ids)
         with self.table.writing("record the decision") as db:
             db.executemany("INSERT OR IGNORE INTO not_duplicates VALUES (?, ?)", pairs)
         return len(pairs)
 
+    @override
     def is_excluded(self, a: str, b: str) -> bool:
         with self.table.reading("read the decisions") as db:
             return db.execute("SELECT 1 FROM not_duplicates WHERE a = ? AND b = ?", pair(a, b)).fetchone() is not None
 
+    @override
     def excluded_pairs(self) -> set[Pair]:
         with self.table.reading("read the decisions") as db:
             return {(a, b) for a, b in db.execute("SELECT a, b FROM not_duplicates")}
 
+    @override
     def reset(self) -> None:
         with self.table.writing("reset the decisions") as db:
             db.execute("DELETE FROM not_duplicates")
 
+    @override
     def close(self) -> None:
         self.table.close()
 
 
-class ElasticDecisions:
+class ElasticDecisions(Decisions):
     """Decisions in the side index `<alias>-decisions`: documents {"a": id, "b": id} with the _id "a:b"."""
 
     def __init__(self, index: SideIndex):
         self.index = index
 
+    @override
     def mark_not_duplicates(self, ids: Iterable[str]) -> int:
         pairs = pairs_of(ids)
         if not pairs:
@@ -106,21 +114,25 @@ class ElasticDecisions:
             self.index.write(((f"{a}:{b}", {"a": a, "b": b}) for a, b in pairs), "decisions")
         return len(pairs)
 
+    @override
     def is_excluded(self, a: str, b: str) -> bool:
         a, b = pair(a, b)
         with self.index.guard("read the decisions"):
             # HEAD answers 404 (False) both for an unknown pair and while there is no side index yet.
             return bool(self.index.es.exists(index=self.index.name, id=f"{a}:{b}"))
 
+    @override
     def excluded_pairs(self) -> set[Pair]:
         with self.index.guard("read the decisions"):
             if not self.index.exists():
                 return set()
             return {(d["_source"]["a"], d["_source"]["b"]) for d in self.index.scan({"query": {"match_all": {}}})}
 
+    @override
     def reset(self) -> None:
         with self.index.guard("reset the decisions"):
             self.index.drop()
 
+    @override
     def close(self) -> None:
         """Nothing to release: the client belongs to the store."""

@@ -75,12 +75,14 @@ class SideTable:
 
     @contextmanager
     def guard(self, action: str) -> Iterator[None]:
+        """sqlite3 errors inside as StoreError("cannot {action} in {db_path}: ...")."""
         try:
             yield
         except sqlite3.Error as exc:
             raise StoreError(f"cannot {action} in {self.db_path}: {exc}") from exc
 
     def close(self) -> None:
+        """Close the connection (after any reading or writing in progress)."""
         with self._lock:
             self.db.close()
 
