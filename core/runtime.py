@@ -29,6 +29,7 @@ not there, falls back to fp32 on the CPU with one warning log line; `Forward.pre
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -39,7 +40,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -355,9 +356,11 @@ def _int8_model(net: _Net) -> Path:
         fp32 = Path(tmp) / "fp32.onnx"
         fp32.write_bytes(net.onnx_bytes())
         partial = Path(tmp) / "int8.onnx"
-        quantize_static(str(fp32), str(partial), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=INT8_FP32_LAYERS)
+        # quantize_static logs advice ("consider pre-processing ...") on the root logger; not for our users.
+        with _root_logging_above(logging.WARNING):
+            quantize_static(str(fp32), str(partial), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=INT8_FP32_LAYERS)
         staged = path.with_suffix(f".{os.getpid()}.part")
         shutil.move(partial, staged)
         staged.replace(path)  # whole or absent, even if two processes race
@@ -459,3 +462,15 @@ def _write_cache(cache: dict) -> None:
         partial.replace(path)
     except OSError as exc:  # a read-only cache costs a re-measurement next time, nothing else
         log.warning("cannot save the runtime measurement to %s: %s", path, exc)
+
+
+@contextlib.contextmanager
+def _root_logging_above(level: int) -> Iterator[None]:
+    """Only records above `level` pass the root logger meanwhile (a library's advice stays off the terminal)."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level + 1)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
