@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 
 from core import __version__, file_actions
-from core.config import ConfigError, Settings
+from core.config import Settings
 from core.duplicates import VARIANTS, Group, Progress, find_groups, search_with_variants, variant_pairs
-from core.errors import NOT_FOUND, UserError
+from core.errors import CONFLICT, NOT_FOUND, UserError
 from core.file_actions import Plan, Result
 from core.images import ImageError, load_image
 from core.indexer import Cancel, IndexProgress, IndexReport, run_index, scanned_roots
@@ -49,6 +49,13 @@ class NotFound(UserError, LookupError):
     kind = NOT_FOUND
     title = "Not Found"
 
+
+
+class LabelsOff(UserError):
+    """Labels were asked for while the `labels` setting is off (HTTP 409: this server's settings rule it out)."""
+
+    kind = CONFLICT
+    title = "Labels are off"
 
 class Engine:
     """Thread-safe: the API thread and the desktop worker may share one Engine."""
@@ -264,15 +271,15 @@ class Engine:
                      cancel: Cancel | None = None) -> LabelReport:
         """ImageNet labels for every indexed image never labelled (indexed before the `labels` setting was
         on): core.labels.label_unlabelled. progress(done, total, path) after each batch; `cancel` stops it at
-        the next file, keeping what was labelled. Raises ConfigError when the setting is off, WeightsError
+        the next file, keeping what was labelled. Raises LabelsOff when the setting is off, WeightsError
         when the full weights file cannot be had, StoreError."""
         self.require_labels()
         return label_unlabelled(self.store, self.annotations(), self.extractor(), progress, cancel)
 
     def require_labels(self) -> None:
-        """Raise ConfigError, saying how to turn it on, when the `labels` setting is off."""
+        """Raise LabelsOff, saying how to turn it on, when the `labels` setting is off."""
         if not self.settings.labels:
-            raise ConfigError("labels are off: turn on the labels setting first (--labels true, "
+            raise LabelsOff("labels are off: turn on the labels setting first (--labels true, "
                               "IMAGE_SEARCH_LABELS=true or Settings); it needs the full 528 MB ImageNet weights file")
 
     def remove_folder(self, folder: str | Path) -> int:

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from core.api import create_app
-from core.config import ConfigError
-from core.engine import Engine
+from core.engine import Engine, LabelsOff
 from core.images import load_image
 from core.jobs import queue_for
 from core.model import (
@@ -167,7 +166,7 @@ def test_the_labels_pass_labels_what_was_indexed_before(both_backends, shared_ex
     before = Engine(settings, extractor=shared_extractor)  # labels off: the images get none
     before.index([folder])
     assert set(labels_by_name(before).values()) == {None}
-    with pytest.raises(ConfigError, match="labels are off"):
+    with pytest.raises(LabelsOff, match="labels are off"):
         before.label_images()
     before.close()
     (folder / "rocket.jpg").write_bytes(b"no longer a picture")  # a file that fails costs only itself
@@ -214,7 +213,7 @@ def test_api_starts_the_labels_pass_as_a_job(settings, shared_extractor, labelle
     off = Engine(settings, extractor=shared_extractor)
     off.index([folder])
     response = create_app(off, off.settings).test_client().post("/api/labels")
-    assert response.status_code == 503 and "labels are off" in response.get_json()["detail"]
+    assert response.status_code == 409 and "labels are off" in response.get_json()["detail"]
     off.close()
 
     engine = Engine(settings.replace(labels=True), extractor=labelled)
