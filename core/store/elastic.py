@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -101,6 +103,12 @@ MAX_PREFIX_BYTES = 512
 # 0.70-0.74, 10 gives 0.998).
 CANDIDATES_PER_HIT, MIN_CANDIDATES = 5, 50
 OVERSAMPLE, OVERSAMPLE_BBQ = 3.0, 10.0
+# That tuning does not hold as the graph grows: at 1M x 512-d (merged, Java 25) it gave recall@10 0.945
+# (issue 16). An HNSW walk needs a candidate list that grows with the index, so the candidates above are
+# multiplied by 1 + log2(documents / CANDIDATES_SIZE_REFERENCE) past that size: x2 at 200k, x4.3 at 1M.
+# The figures behind it: `bench/knn.py --curve`, README ("Elasticsearch at scale").
+CANDIDATES_SIZE_REFERENCE = 100_000
+SIZE_TTL_S = 60.0  # how long a document count tunes searches before it is counted again
 # The server may apply a min score to the quantized estimate (int8 is off by up to ~0.03, bbq by more),
 # so it gets a lower bar and the exact bar is applied to the re-scored hits here. A wide margin costs
 # little: the k best still come back, only more of the hits below the bar travel.
@@ -188,6 +196,7 @@ class ElasticStore:
         self._written = 0  # documents written since the last finish()
         self._paused = False  # this object paused refresh and replicas for a large ingest
         self.bulk_threads = BULK_THREADS
+        self._counted: tuple[float, int] | None = None  # (time.monotonic(), documents) for _candidates
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: Progress | None = None) -> ElasticStore:
@@ -268,6 +277,7 @@ class ElasticStore:
             self._writer.indices.refresh(index=self.alias, ignore_unavailable=True)
         self._dirty, self._deleted = False, False
         self._unrefreshed.clear()
+        self._counted = None  # this object's own writes may have changed the size that tunes searches
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, image_id: str) -> ImageRecord | None:
@@ -558,12 +568,27 @@ class ElasticStore:
             raise StoreError(f"the server at {self.url} is not Elasticsearch (it answered HTTP {exc.status_code} "
                              "without Elasticsearch's product header)")
 
+    def _candidates(self, k: int) -> int:
+        """HNSW candidates (num_candidates) for k hits in an index of this many documents: see
+        CANDIDATES_SIZE_REFERENCE. Never more than the server's limit MAX_CANDIDATES."""
+        growth = 1.0 + math.log2(max(1.0, self._size() / CANDIDATES_SIZE_REFERENCE))
+        return min(MAX_CANDIDATES, math.ceil(max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k) * growth))
+
+    def _size(self) -> int:
+        """The index's document count, counted again at most every SIZE_TTL_S seconds (one request)."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] > SIZE_TTL_S:
+            with self._guard("count the images"):
+                count = int(self._es.count(index=self.alias, ignore_unavailable=True)["count"])
+            self._counted = (now, count)
+        return self._counted[1]
+
     def _knn_clause(self, query: np.ndarray, k: int, filters: SearchFilter) -> dict[str, Any]:
         clause: dict[str, Any] = {
             "field": "vector",
             "query_vector": query,
             "k": k,
-            "num_candidates": min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)),
+            "num_candidates": self._candidates(k),
             "rescore_vector": {"oversample": self._oversample},
         }
         # Words are folded already (core.paths.fold), as the `words` field is.
