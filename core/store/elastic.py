@@ -396,6 +396,8 @@ class ElasticStore:
         try:
             if self._paused:
                 self._resume()
+        except StoreError as exc:  # closing must not fail: the note in `_meta` lets the next opening restore
+            log.warning("could not restore refresh after a large ingest (the next opening will): %s", exc)
         finally:
             self._es.close()
 
