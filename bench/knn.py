@@ -216,7 +216,7 @@ def ingest_modes(url: str, data: np.ndarray, sample: int) -> dict:
     the store's upsert as it was before the large-ingest work (a refresh before each batch's path lookup,
     which cut a segment per batch; streaming_bulk); the store's upsert with streaming_bulk; and as it is
     now (parallel_bulk, BULK_THREADS threads). Batches of BATCH documents, docs/s including the final
-    refresh."""
+    refresh, and until no merge runs (merges run in the background and the next ingest pays for them)."""
     data, dims = data[:sample], data.shape[1]
     result: dict = {"dims": dims, "docs": sample}
     for mode in INGEST_MODES:
@@ -237,12 +237,18 @@ def ingest_modes(url: str, data: np.ndarray, sample: int) -> dict:
                     store.upsert(records(min(BATCH, n - s), s), data[s : s + BATCH])
             store.finish()
             result[f"{mode}_docs_per_s"] = round(n / (time.perf_counter() - started))
-            log(f"  {mode}: {result[f'{mode}_docs_per_s']} docs/s")
+            # Small segments defer HNSW work to background merges: also the rate once none is running.
+            while store._es.indices.stats(index=store.alias, metric="merge")["_all"]["primaries"]["merges"]["current"]:
+                time.sleep(0.5)
+            result[f"{mode}_merged_docs_per_s"] = round(n / (time.perf_counter() - started))
+            result[f"{mode}_segments"] = len(store._es.cat.segments(index=store.alias, format="json"))
+            log(f"  {mode}: {result[f'{mode}_docs_per_s']} docs/s, {result[f'{mode}_merged_docs_per_s']} "
+                f"with merges, {result[f'{mode}_segments']} segments")
         finally:
             _drop(store)
             store.close()
-    result["speedup_vs_refresh_per_batch"] = round(result["parallel_bulk_docs_per_s"]
-                                                   / result["refresh_per_batch_docs_per_s"], 2)
+    result["speedup_vs_refresh_per_batch"] = round(result["parallel_bulk_merged_docs_per_s"]
+                                                   / result["refresh_per_batch_merged_docs_per_s"], 2)
     return result
 
 
