@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from core.store.base import ImageRecord, ModelIdentity, SearchFilter  # noqa: E402
-from core.store.elastic import ElasticStore  # noqa: E402
+from core.store.elastic import BULK_THREADS, ElasticStore  # noqa: E402
 from core.store.elastic import _document as elastic_document  # noqa: E402
 
 BATCH = 500
@@ -73,23 +73,35 @@ def percentile_ms(samples: list[float], q: float) -> float:
 
 
 def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int,
-               force_merge: bool, warm_up: np.ndarray, warm_up_s: float) -> dict:
+               force_merge: bool, warm_up: np.ndarray, warm_up_s: float, bulk_threads: int, keep: bool,
+               curve: list[tuple[int, float]]) -> dict:
     n, dims = data.shape
     alias = f"bench-{index_type.replace('_', '-')}-{dims}-{n}"
     store = ElasticStore(url, alias, index_type=index_type, timeout_s=120)
+    store.bulk_threads = bulk_threads
     identity = ModelIdentity("gem", dims, "bench")
-    _drop(store)
+    reused = keep and store.identity == identity and store.count() == n
+    if not reused:
+        _drop(store)
     try:
-        store.initialize(identity)
-        recs = records(n)
-        started = time.perf_counter()
-        for s in range(0, n, BATCH):
-            store.upsert(recs[s : s + BATCH], data[s : s + BATCH])
-        store.finish()
-        ingest_s = time.perf_counter() - started
-        if force_merge:
-            store._es.options(request_timeout=3600).indices.forcemerge(index=alias, max_num_segments=1)
+        ingest: dict = {"reused": True}  # an index kept by an earlier --keep run: its ingest is in that report
+        if not reused:
+            store.initialize(identity)
+            started = time.perf_counter()
+            for s in range(0, n, BATCH):
+                store.upsert(records(min(BATCH, n - s), s), data[s : s + BATCH])
+                if s % 100_000 == 0 and s:
+                    log(f"  {s} docs, {s / (time.perf_counter() - started):.0f} docs/s")
             store.finish()
+            ingest_s = time.perf_counter() - started
+            ingest = {"ingest_docs_per_s": round(n / ingest_s), "ingest_s": round(ingest_s, 1),
+                      "bulk_threads": bulk_threads}
+            log(f"  ingest {ingest}")
+        if force_merge:
+            started = time.perf_counter()
+            store._es.options(request_timeout=7200).indices.forcemerge(index=alias, max_num_segments=1)
+            store.finish()
+            ingest["force_merge_s"] = round(time.perf_counter() - started, 1)
         segments = sum(len(shard[0]["segments"]) for shard in
                        store._es.indices.segments(index=alias)["indices"][store.index_name(identity)]["shards"].values())
         # Warm-up with other queries from the same clusters, until the server answers as one that has been
@@ -122,11 +134,13 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
         quantized = index_type not in ("flat", "hnsw")
         raw = _without_rescoring(store, queries, exact, k) if quantized else None
         size = store._es.indices.stats(index=alias, metric="store")["_all"]["total"]["store"]["size_in_bytes"]
+        clause = store._knn_clause(queries[0], k, SearchFilter())
         return {
             "type": index_type,
-            "ingest_docs_per_s": round(n / ingest_s),
-            "ingest_s": round(ingest_s, 1),
+            **ingest,
             "segments": segments,
+            "num_candidates": clause["num_candidates"],
+            "oversample": clause.get("rescore_vector", {}).get("oversample"),
             "p50_ms": percentile_ms(latencies, 50),
             "p95_ms": percentile_ms(latencies, 95),
             "warm_up_queries": warmed,
@@ -135,22 +149,40 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
             "empty_search_p50_ms": percentile_ms(empty, 50),
             "disk_mb": round(size / 2**20, 1),
             **({"without_rescore": raw} if raw else {}),
+            **({"curve": [_tuned(store, queries, exact, k, c, o if quantized else None) for c, o in curve]}
+               if curve else {}),
         }
     finally:
-        _drop(store)
+        if not keep:
+            _drop(store)
         store.close()
+
+
+def _tuned(store: ElasticStore, queries: np.ndarray, exact: np.ndarray, k: int, candidates: int,
+           oversample: float | None) -> dict:
+    """p50/p95 and recall@k of the store's kNN request with other num_candidates and oversample (0: no
+    re-scoring; None: the type has none), sent as the store sends it (one search in an _msearch)."""
+    latencies, found = [], 0
+    for q, truth in zip(queries, exact, strict=True):
+        clause = {**store._knn_clause(q, k, SearchFilter()), "num_candidates": candidates}
+        if oversample is not None:
+            clause["rescore_vector"] = {"oversample": oversample}
+        t = time.perf_counter()
+        response = store._es.msearch(searches=[{"index": store.alias}, {"query": {"knn": clause}, "size": k}])
+        latencies.append(time.perf_counter() - t)
+        hits = response["responses"][0]["hits"]["hits"]
+        found += len({int(h["_id"][1:]) for h in hits} & set(truth.tolist()))
+    point = {"num_candidates": candidates, "oversample": oversample, "p50_ms": percentile_ms(latencies, 50),
+             "p95_ms": percentile_ms(latencies, 95), f"recall_at_{k}": round(found / (len(queries) * k), 4)}
+    log(f"    {point}")
+    return point
 
 
 def _without_rescoring(store: ElasticStore, queries: np.ndarray, exact: np.ndarray, k: int) -> dict:
     """The same kNN ranked by the quantized estimates alone (what the store avoids with rescore_vector)."""
-    latencies, found = [], 0
-    for q, truth in zip(queries, exact, strict=True):
-        t = time.perf_counter()
-        clause = {**store._knn_clause(q, k, SearchFilter()), "rescore_vector": {"oversample": 0}}  # 0: off
-        hits = store._es.search(index=store.alias, size=k, source=False, query={"knn": clause})["hits"]["hits"]
-        latencies.append(time.perf_counter() - t)
-        found += len({int(h["_id"][1:]) for h in hits} & set(truth.tolist()))
-    return {"p50_ms": percentile_ms(latencies, 50), f"recall_at_{k}": round(found / (len(queries) * k), 4)}
+    clause = store._knn_clause(queries[0], k, SearchFilter())
+    point = _tuned(store, queries, exact, k, clause["num_candidates"], 0)
+    return {"p50_ms": point["p50_ms"], f"recall_at_{k}": point[f"recall_at_{k}"]}
 
 
 def script_score_probe(url: str, data: np.ndarray) -> dict:
@@ -174,29 +206,49 @@ def script_score_probe(url: str, data: np.ndarray) -> dict:
         store.close()
 
 
-def per_doc_ingest(url: str, data: np.ndarray, sample: int) -> dict:
-    """One `index` request per document (the original pattern) against bulk, same docs, same index type."""
+INGEST_MODES = ("per_doc_index_call", "refresh_per_batch", "streaming_bulk", "parallel_bulk")
+PER_DOC_SAMPLE = 1000  # one request per document is slow: its mode writes at most this many
+
+
+def ingest_modes(url: str, data: np.ndarray, sample: int) -> dict:
+    """Ingest speed of the same documents written four ways into a fresh int8_hnsw index each:
+    one `index` request per document (the original project's pattern, on at most PER_DOC_SAMPLE docs);
+    the store's upsert as it was before the large-ingest work (a refresh before each batch's path lookup,
+    which cut a segment per batch; streaming_bulk); the store's upsert with streaming_bulk; and as it is
+    now (parallel_bulk, BULK_THREADS threads). Batches of BATCH documents, docs/s including the final
+    refresh, and until no merge runs (merges run in the background and the next ingest pays for them)."""
     data, dims = data[:sample], data.shape[1]
-    result = {"dims": dims, "docs": sample}
-    for mode in ("per_doc_index_call", "bulk"):
-        store = ElasticStore(url, f"bench-ingest-{dims}", index_type="int8_hnsw", timeout_s=60)
+    result: dict = {"dims": dims, "docs": sample}
+    for mode in INGEST_MODES:
+        n = min(sample, PER_DOC_SAMPLE) if mode == "per_doc_index_call" else sample
+        store = ElasticStore(url, f"bench-ingest-{dims}", index_type="int8_hnsw", timeout_s=120)
+        store.bulk_threads = BULK_THREADS if mode == "parallel_bulk" else 1
         _drop(store)
         try:
             store.initialize(ModelIdentity("gem", dims, "bench"))
-            recs = records(sample)
             started = time.perf_counter()
-            if mode == "bulk":
-                for s in range(0, sample, BATCH):
-                    store.upsert(recs[s : s + BATCH], data[s : s + BATCH])
-            else:
-                for r, v in zip(recs, data, strict=True):
+            if mode == "per_doc_index_call":
+                for r, v in zip(records(n), data[:n], strict=True):
                     store._es.index(index=store.alias, id=r.id, document=elastic_document(r, v))
+            else:
+                for s in range(0, n, BATCH):
+                    if mode == "refresh_per_batch":
+                        store._refresh()
+                    store.upsert(records(min(BATCH, n - s), s), data[s : s + BATCH])
             store.finish()
-            result[f"{mode}_docs_per_s"] = round(sample / (time.perf_counter() - started))
+            result[f"{mode}_docs_per_s"] = round(n / (time.perf_counter() - started))
+            # Small segments defer HNSW work to background merges: also the rate once none is running.
+            while store._es.indices.stats(index=store.alias, metric="merge")["_all"]["primaries"]["merges"]["current"]:
+                time.sleep(0.5)
+            result[f"{mode}_merged_docs_per_s"] = round(n / (time.perf_counter() - started))
+            result[f"{mode}_segments"] = len(store._es.cat.segments(index=store.alias, format="json"))
+            log(f"  {mode}: {result[f'{mode}_docs_per_s']} docs/s, {result[f'{mode}_merged_docs_per_s']} "
+                f"with merges, {result[f'{mode}_segments']} segments")
         finally:
             _drop(store)
             store.close()
-    result["bulk_speedup"] = round(result["bulk_docs_per_s"] / result["per_doc_index_call_docs_per_s"], 1)
+    result["speedup_vs_refresh_per_batch"] = round(result["parallel_bulk_merged_docs_per_s"]
+                                                   / result["refresh_per_batch_merged_docs_per_s"], 2)
     return result
 
 
@@ -205,6 +257,14 @@ def _drop(store: ElasticStore) -> None:
     names = list(es.indices.get(index=f"{store.alias}-*", ignore_unavailable=True, allow_no_indices=True))
     if names:
         es.indices.delete(index=names)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
 
 
 def start_server(heap: str) -> str:
@@ -219,16 +279,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="an existing server (default: start one with the test script)")
     p.add_argument("--heap", default="2g", help="heap of the server this starts (default: 2g)")
     p.add_argument("--configs", default="512:10000,4096:10000",
-                   help="DIMS:COUNT,... (default: %(default)s, ~5 min here; 512:100000 alone takes ~8 min)")
+                   help="DIMS:COUNT,... (default: %(default)s, ~5 min here; 512:100000 alone takes ~8 min); "
+                        "empty: only the ingest modes, on 512-d")
     p.add_argument("--types", default="int8_hnsw,bbq_hnsw,flat", help="dense_vector index types (default: %(default)s)")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--warm-up", type=int, default=5000,
                    help="queries run before the timed ones, per index type (default: %(default)s) ...")
     p.add_argument("--warm-up-s", type=float, default=60, help="... or for at most this long (default: %(default)s)")
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("--ingest-sample", type=int, default=1000, help="docs for per-doc vs bulk ingest (0: skip)")
+    p.add_argument("--ingest-sample", type=int, default=1000, help="docs for the comparison of ingest modes (0: skip)")
     p.add_argument("--force-merge", action="store_true", help="merge to one segment before querying")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bulk-threads", type=int, default=BULK_THREADS,
+                   help="parallel_bulk threads of the store's upsert (default: %(default)s; 1: streaming_bulk)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the indices, and reuse one that already holds the config's documents (no ingest)")
+    p.add_argument("--curve", default="",
+                   help="NUM_CANDIDATES:OVERSAMPLE,... points of a recall/latency curve measured per type "
+                        "(e.g. 50:3,100:3,200:3,200:5)")
     args = p.parse_args(argv)
 
     url = args.url or start_server(args.heap)
@@ -241,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         version = ElasticStore(url)._es.nodes.info(metric="jvm")["nodes"]
         node = next(iter(version.values()))
         report["es_version"], report["jvm"] = node["version"], node["jvm"]["version"]
-        for config in args.configs.split(","):
+        report["heap_mb"] = round(node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)
+        report["cpu"], report["cpus"] = cpu_name(), os.cpu_count()
+        report["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+        for config in filter(None, args.configs.split(",")):
             dims, n = (int(x) for x in config.split(":"))
             rng = np.random.default_rng(args.seed)
             centres = rng.standard_normal((max(10, n // 100), dims)).astype(np.float32)
@@ -256,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{dims}-d x {n}: {index_type} ...")
                 started = time.perf_counter()
+                curve = [(int(c), float(o)) for c, o in (p.split(":") for p in args.curve.split(",") if p)]
                 entry["types"].append(bench_type(url, index_type, data, queries, exact, args.k, args.force_merge,
-                                                 warm_up, args.warm_up_s))
+                                                 warm_up, args.warm_up_s, args.bulk_threads, args.keep, curve))
                 log(f"  {entry['types'][-1]} ({time.perf_counter() - started:.0f} s)")
             flat = next((t for t in entry["types"] if t["type"] == "flat"), None)
             if flat:  # the issue's goal: >= 50x faster than exhaustive at 100k, with recall@10 >= 0.98
@@ -266,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
                 # No index type can beat flat by more than this: its p50 over a request that searches nothing.
                 entry["speedup_ceiling"] = round(flat["p50_ms"] / flat["empty_search_p50_ms"], 1)
             report["results"].append(entry)
-        first_dims = int(args.configs.split(",")[0].split(":")[0])
+        first_dims = int(args.configs.split(",")[0].split(":")[0]) if args.configs else 512
         sample = clustered(max(args.ingest_sample, 100), first_dims, np.eye(1, first_dims, dtype=np.float32), 7)
         report["script_score"] = script_score_probe(url, sample)
         if args.ingest_sample:
-            log("per-doc vs bulk ingest ...")
-            report["ingest"] = per_doc_ingest(url, sample, args.ingest_sample)
+            log("ingest modes ...")
+            report["ingest"] = ingest_modes(url, sample, args.ingest_sample)
+        report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if not args.url:
             subprocess.run(["bash", str(REPO / "scripts" / "stop-test-elasticsearch.sh"), url], capture_output=True)

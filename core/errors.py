@@ -12,10 +12,11 @@ NOT_FOUND = "not_found"  # an id or path that is not in the index
 CONFIG = "config"  # a setting has a value that cannot be used (weights, backend, paths)
 UNAVAILABLE = "unavailable"  # a server or the index cannot be reached or read right now
 CONFLICT = "conflict"  # the index was built by another model, or is busy
+UNSUPPORTED = "unsupported"  # a valid option this index cannot serve (exact search on Elasticsearch)
 
-# Every user error exits 1 (argparse's own usage errors exit 2); the table is where that would change.
-EXIT_STATUS = {INVALID: 1, NOT_FOUND: 1, CONFIG: 1, UNAVAILABLE: 1, CONFLICT: 1}
-HTTP_STATUS = {INVALID: 400, NOT_FOUND: 404, CONFIG: 503, UNAVAILABLE: 503, CONFLICT: 409}
+# User errors exit 1, except an option this index cannot serve: 2, argparse's own status for usage errors.
+EXIT_STATUS = {INVALID: 1, NOT_FOUND: 1, CONFIG: 1, UNAVAILABLE: 1, CONFLICT: 1, UNSUPPORTED: 2}
+HTTP_STATUS = {INVALID: 400, NOT_FOUND: 404, CONFIG: 503, UNAVAILABLE: 503, CONFLICT: 409, UNSUPPORTED: 400}
 
 
 class UserError(Exception):

@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from core.config import Settings
-from core.store import open_store
+from core.errors import EXIT_STATUS, HTTP_STATUS
+from core.store import elastic, open_store
 from core.store.base import IdentityMismatch, ImageRecord, ModelIdentity, SearchFilter, StoreError
-from core.store.elastic import SCHEMA, ElasticStore
+from core.store.elastic import SCHEMA, ElasticStore, ExactSearchUnsupported
 
 # conftest.py may load these too; naming them here keeps this file runnable on its own.
 pytest_plugins = ["tests.es_fixtures"]
@@ -93,6 +94,31 @@ def test_knn_many_matches_exact_search_across_msearch_batches(elastic_store):
         assert [h.record.id for h in hits] == [records[i].id for i in allowed]
 
 
+def test_exact_search_is_refused_as_a_usage_error_by_store_and_api(es_url, es_alias, tmp_path):
+    """Not "index unavailable" (HTTP 503): a clear 400, and exit status 2 on the command line (below)."""
+    from core.api import create_app
+    from core.engine import Engine
+
+    settings = Settings(data_dir=str(tmp_path / "data"), weights="random", backend="elasticsearch", es_url=es_url,
+                        es_index=es_alias)
+    engine = Engine(settings)
+    try:
+        engine.store.initialize(engine.identity)
+        (record,) = make_records(1)
+        engine.store.upsert([record], unit_vectors(1, engine.identity.dims))
+        with pytest.raises(ExactSearchUnsupported, match="embedded index only") as caught:
+            engine.store.knn(unit_vectors(1, engine.identity.dims)[0], 3, SearchFilter(exact=True))
+        assert HTTP_STATUS[caught.value.kind] == 400 and EXIT_STATUS[caught.value.kind] == 2
+
+        client = create_app(engine, settings).test_client()
+        response = client.get(f"/api/images/{record.id}/similar?exact=true")
+        assert response.status_code == 400, response.get_json()
+        assert "embedded index only" in response.get_json()["detail"]
+        assert client.get(f"/api/images/{record.id}/similar").status_code == 200
+    finally:
+        engine.close()
+
+
 def test_identity_lives_in_the_mapping_behind_an_alias(elastic_store, es_url, es_alias):
     elastic_store.initialize(IDENTITY)
     other = ElasticStore(es_url, es_alias)  # a second process: reads the identity from the server
@@ -130,6 +156,25 @@ def test_an_existing_index_is_searched_by_its_own_type(es_url, es_alias):
     store.close()
 
 
+def test_hnsw_candidates_grow_with_the_index(elastic_store):
+    """50 candidates for 10 hits up to 100k documents (measured enough there), then 1 + log2(N / 100k) times
+    as many: recall@10 fell to 0.945 at 1M with 50 (issue 16). Counted once a minute, and after own writes."""
+    store = elastic_store
+    store.initialize(IDENTITY)
+    store.upsert(make_records(3), unit_vectors(3, 32))
+    store.finish()
+    assert store._knn_clause(unit_vectors(1, 32)[0], 10, SearchFilter())["num_candidates"] == 50
+    assert store._size() == 3
+    expected = {100_000: 50, 200_000: 100, 1_000_000: 217, 10_000_000: 383}
+    for documents, candidates in expected.items():
+        store._counted = (time.monotonic(), documents)  # as if counted just now
+        assert store._candidates(10) == candidates
+    assert store._candidates(5000) == elastic.MAX_CANDIDATES
+    store.upsert(make_records(4), unit_vectors(4, 32))
+    store.knn(unit_vectors(1, 32)[0], 10)  # refreshes after its own writes: counted again
+    assert store._counted[1] == 4
+
+
 def test_documents_keep_vectors_out_of_source_and_raw_path_bytes_in_it(elastic_store, es_alias):
     elastic_store.initialize(IDENTITY)
     odd = os.fsdecode(b"/photos/caf\xe9.jpg")
@@ -140,6 +185,47 @@ def test_documents_keep_vectors_out_of_source_and_raw_path_bytes_in_it(elastic_s
                    "path_b64": [base64.b64encode(b).decode() for b in (b"/photos/caf\xe9.jpg", b"/photos/link.jpg")],
                    "size": 1, "mtime_ns": 2, "ctime_ns": 3, "inode": 4, "hash": "h", "width": 5, "height": 6}
     np.testing.assert_allclose(elastic_store.vector("odd"), unit_vectors(1, 32)[0], atol=1e-6)
+
+
+def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, es_url, es_alias, monkeypatch):
+    """Over LARGE_INGEST_DOCS written, refresh and replicas are off; finish() restores them; a process that
+    died before finish() leaves a note in `_meta` that the next opening acts on. Multi-chunk upserts go
+    through parallel_bulk, and paths moved between unrefreshed batches still end up with one image."""
+    monkeypatch.setattr(elastic, "LARGE_INGEST_DOCS", 600)
+    store = elastic_store
+    store.initialize(IDENTITY)
+    index = store.index_name(IDENTITY)
+
+    def state() -> tuple[dict, dict]:
+        settings = store._es.indices.get_settings(index=index, flat_settings=True)[index]["settings"]
+        meta = store._es.indices.get_mapping(index=index)[index]["mappings"]["_meta"]
+        return {n: settings.get(f"index.{n}") for n in elastic.PAUSED_SETTINGS}, meta
+
+    before, _ = state()
+    records, vectors = make_records(1200), unit_vectors(1200, 32, clusters=8)
+    store.upsert(records[:500], vectors[:500])
+    assert state()[0] == before
+    store.upsert(records[500:], vectors[500:])  # 1400 actions: parallel_bulk, and the ingest is now large
+    paused, meta = state()
+    assert paused == {"number_of_replicas": "0", "auto_expand_replicas": "false", "refresh_interval": "-1"}
+    assert meta["paused"] == before and meta["identity"] == IDENTITY.to_dict()
+    # A path written by the last batch (not refreshed yet) moves to a new image: the old one loses it.
+    moved = ImageRecord("new", (records[1100].path,), 1, 2, 3, 4, "h", 5, 6)
+    store.upsert([moved], unit_vectors(1, 32, seed=9))
+    store.finish()
+    restored, meta = state()
+    assert restored == before and "paused" not in meta and meta["schema"] == SCHEMA
+    assert store.count() == 1200 and store.get_by_path(records[1100].path).id == "new"
+    assert store.get(records[1100].id) is None  # its only path moved: deleted
+    np.testing.assert_allclose(store.vector(records[1199].id), vectors[1199], atol=1e-6)
+
+    crashed = ElasticStore(es_url, es_alias)
+    crashed.upsert(records[:700], vectors[:700])
+    assert state()[0]["refresh_interval"] == "-1"
+    crashed._es.close()  # no finish(), no close(): as if the process had died
+    reopened = ElasticStore(es_url, es_alias)
+    assert reopened.identity == IDENTITY and state()[0] == before and "paused" not in state()[1]
+    reopened.close()
 
 
 def test_re_upsert_is_idempotent(elastic_store):
@@ -355,3 +441,6 @@ def test_cli_indexes_and_searches_with_elasticsearch(es_url, es_alias, tmp_path)
     assert json.loads(cli("index", "--json", str(tmp_path / "photos")))["count"] == 5  # incremental, no dupes
     info = json.loads(cli("info", "--json"))
     assert info["backend"] == "elasticsearch" and info["count"] == 5 and es_alias in info["location"]
+    refused = subprocess.run([sys.executable, "-m", "core", *base, "similar", query, "--exact"], capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 2 and "embedded index only" in refused.stderr, refused

@@ -29,7 +29,14 @@ Choices, and why:
 - Writes go through the bulk API with the document id as `_id` (re-running an ingest replaces, never
   duplicates), with backoff on 429/5xx, and no refresh per batch: a search by this store object after
   its own writes refreshes first (`get`/`get_many` are realtime anyway), `finish()` refreshes for other
-  processes.
+  processes. The path lookup before each upsert refreshes only when the batch names a path written since
+  the last refresh: a refresh per batch cut a segment (and an HNSW graph to merge) per batch, which held
+  a 1M ingest to 616 docs/s.
+- A large ingest (LARGE_INGEST_DOCS written since the last `finish`) pauses the index's periodic refresh
+  and its replicas (Elasticsearch's advice for bulk loads: "Tune for indexing speed"), noting the previous
+  settings in the mapping's `_meta` (`paused`); `finish` and `close` restore them, and so does the next
+  opening when a process died before that. Upserts of several bulk chunks are sent by
+  `helpers.parallel_bulk` (the server indexes one chunk while the client encodes the next).
 - Requires Elasticsearch 8.18 or newer (`rescore_vector`); the client is pinned to 8.x, which also talks
   to 9.x servers through their REST compatibility mode.
 """
@@ -38,9 +45,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +74,7 @@ except ImportError:  # orjson not installed: the client's json serializer turns 
     OrjsonSerializer = None  # type: ignore[assignment,misc]
 
 from core.config import Settings
+from core.errors import UNSUPPORTED
 from core.paths import display_path
 from core.store.base import (
     Hit,
@@ -93,11 +103,23 @@ MAX_PREFIX_BYTES = 512
 # 0.70-0.74, 10 gives 0.998).
 CANDIDATES_PER_HIT, MIN_CANDIDATES = 5, 50
 OVERSAMPLE, OVERSAMPLE_BBQ = 3.0, 10.0
+# That tuning does not hold as the graph grows: at 1M x 512-d (merged, Java 25) it gave recall@10 0.945
+# (issue 16). An HNSW walk needs a candidate list that grows with the index, so the candidates above are
+# multiplied by 1 + log2(documents / CANDIDATES_SIZE_REFERENCE) past that size: x2 at 200k, x4.3 at 1M.
+# The figures behind it: `bench/knn.py --curve`, README ("Elasticsearch at scale").
+CANDIDATES_SIZE_REFERENCE = 100_000
+SIZE_TTL_S = 60.0  # how long a document count tunes searches before it is counted again
 # The server may apply a min score to the quantized estimate (int8 is off by up to ~0.03, bbq by more),
 # so it gets a lower bar and the exact bar is applied to the re-scored hits here. A wide margin costs
 # little: the k best still come back, only more of the hits below the bar travel.
 SIMILARITY_MARGIN = 0.1
 BULK_CHUNK = 500
+BULK_THREADS = 2  # parallel_bulk threads for an upsert of more than one chunk (bench/knn.py measures 1 vs 2)
+LARGE_INGEST_DOCS = 20_000  # documents written since the last finish() that make an ingest "large"
+# Path keys (base64) remembered as written since the last refresh; past this many a refresh forgets them
+# (~100 bytes each: ~20 MB at most).
+UNREFRESHED_KEYS_MAX = 200_000
+PAUSED_SETTINGS = ("number_of_replicas", "auto_expand_replicas", "refresh_interval")
 LOOKUP_CHUNK = 1000  # ids or paths per mget / terms lookup
 RETRY_STATUS = (429, 502, 503, 504)
 WRITE_TIMEOUT_S = 120.0  # a bulk of 500 4096-d vectors or a refresh can take longer than a search
@@ -106,6 +128,14 @@ INDEX_TYPES = ("int8_hnsw", "bbq_hnsw", "int4_hnsw", "hnsw", "int8_flat", "bbq_f
 _ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,199}$")
 
 Progress = Callable[[int, int], None]  # (done, total) documents of a migration
+
+
+class ExactSearchUnsupported(StoreError):
+    """Exact search was asked of Elasticsearch, which searches its HNSW graph only: a usage error (HTTP 400,
+    exit status 2), not an unavailable index."""
+
+    kind = UNSUPPORTED
+    title = "Exact search not available"
 
 
 class ElasticStore:
@@ -161,6 +191,12 @@ class ElasticStore:
         self._identity: ModelIdentity | None = None  # cached once known: an alias never changes identity
         self._oversample = OVERSAMPLE  # set from the index's own type when its identity is read
         self._dirty = False  # this object wrote since its last refresh
+        self._unrefreshed: set[str] = set()  # path keys of documents written since the last refresh
+        self._deleted = False  # documents deleted since the last refresh (their paths are not known here)
+        self._written = 0  # documents written since the last finish()
+        self._paused = False  # this object paused refresh and replicas for a large ingest
+        self.bulk_threads = BULK_THREADS
+        self._counted: tuple[float, int] | None = None  # (time.monotonic(), documents) for _candidates
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: Progress | None = None) -> ElasticStore:
@@ -207,6 +243,7 @@ class ElasticStore:
             return
         actions = [_index_action(self.alias, r, v) for r, v in zip(records, vectors, strict=True)]
         self._bulk(self._release_paths(records) + actions, f"store {len(records)} images")
+        self._after_writes(len(actions))
 
     def update(self, records: Sequence[ImageRecord]) -> None:
         validate(records, None, self._dims())
@@ -216,18 +253,31 @@ class ElasticStore:
         records = [r for r in records if r.id in vectors]
         actions = [_index_action(self.alias, r, vectors[r.id]) for r in records]
         self._bulk(self._release_paths(records) + actions, f"update {len(records)} images")
+        self._after_writes(len(actions))
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         self._dims()
         if ids:
             actions = ({"_op_type": "delete", "_index": self.alias, "_id": i} for i in ids)
+            self._deleted = True
             self._bulk(actions, f"delete {len(ids)} images")
 
     def finish(self) -> None:
+        """Restore the settings a large ingest paused, then refresh."""
+        try:
+            if self._paused:
+                self._resume()
+        finally:
+            self._written = 0
+            self._refresh()
+
+    def _refresh(self) -> None:
         with self._guard("refresh the index"):
             self._writer.indices.refresh(index=self.alias, ignore_unavailable=True)
-        self._dirty = False
+        self._dirty, self._deleted = False, False
+        self._unrefreshed.clear()
+        self._counted = None  # this object's own writes may have changed the size that tunes searches
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, image_id: str) -> ImageRecord | None:
@@ -302,8 +352,8 @@ class ElasticStore:
         """MSEARCH_BATCH kNN queries per `_msearch` request."""
         filters = filters or SearchFilter()
         if filters.exact:
-            raise StoreError("exact search (--exact, exact=true) is available on the embedded index only; "
-                             "Elasticsearch searches its HNSW graph")
+            raise ExactSearchUnsupported("exact search (--exact, exact=true) is available on the embedded index "
+                                         "only; Elasticsearch searches its HNSW graph: search without it")
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim != 2:
             raise StoreError(f"expected query vectors of shape (m, dims), got {queries.shape}")
@@ -343,7 +393,13 @@ class ElasticStore:
         return f"{self.url} index {self.alias}"
 
     def close(self) -> None:
-        self._es.close()
+        try:
+            if self._paused:
+                self._resume()
+        except StoreError as exc:  # closing must not fail: the note in `_meta` lets the next opening restore
+            log.warning("could not restore refresh after a large ingest (the next opening will): %s", exc)
+        finally:
+            self._es.close()
 
     # -- internals --------------------------------------------------------------------------------
     def index_name(self, identity: ModelIdentity) -> str:
@@ -361,17 +417,19 @@ class ElasticStore:
     def _fresh(self) -> None:
         """Refresh before a search when this object has written since: its own writes are then visible."""
         if self._dirty:
-            self.finish()
+            self._refresh()
 
     def _release_paths(self, records: Sequence[ImageRecord]) -> list[dict[str, Any]]:
         """Bulk actions that take the records' paths from the other images holding them: each such
         image is rewritten without them (its vector read back), or deleted when no path is left."""
         keys = [_b64(p) for r in records for p in r.paths]
         ours, taken = {r.id for r in records}, set(keys)
+        if self._deleted or not taken.isdisjoint(self._unrefreshed):
+            self._refresh()  # the lookup below must see this object's own writes to these paths
         actions = []
         for start in range(0, len(keys), LOOKUP_CHUNK):
             hits = self._search("look up paths", query={"terms": {"path_b64": keys[start : start + LOOKUP_CHUNK]}},
-                                size=MAX_RESULT_WINDOW, docvalue_fields=["vector"])
+                                size=MAX_RESULT_WINDOW, docvalue_fields=["vector"], fresh=False)
             for hit in hits:
                 if hit["_id"] in ours:
                     continue
@@ -380,9 +438,48 @@ class ElasticStore:
                 if left:
                     moved = ImageRecord(**{**old.to_dict(), "paths": left})
                     actions.append(_index_action(self.alias, moved, _vector(hit)))
+                    self._unrefreshed.update(_b64(p) for p in left)
                 else:
                     actions.append({"_op_type": "delete", "_index": self.alias, "_id": old.id})
+        self._unrefreshed |= taken
         return actions
+
+    def _after_writes(self, written: int) -> None:
+        """Count written documents: pause refresh and replicas once an ingest is large; forget path keys
+        (by refreshing) once too many are remembered."""
+        self._written += written
+        if self._written >= LARGE_INGEST_DOCS and not self._paused:
+            self._pause()
+        if len(self._unrefreshed) > UNREFRESHED_KEYS_MAX:
+            self._refresh()
+
+    def _pause(self) -> None:
+        """Turn off periodic refresh and replicas for a large ingest, noting the previous values in `_meta`."""
+        with self._lock, self._guard("pause refresh for a large ingest"):
+            index, settings = next(iter(self._es.indices.get_settings(index=self.alias, flat_settings=True).items()))
+            current = settings["settings"]
+            meta = self._es.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+            if "paused" not in meta:  # another process may have paused it already: keep its note
+                saved = {name: current.get(f"index.{name}") for name in PAUSED_SETTINGS}
+                self._writer.indices.put_mapping(index=index, meta={**meta, "paused": saved})
+            self._writer.indices.put_settings(index=index, settings={
+                "index": {"refresh_interval": "-1", "number_of_replicas": 0, "auto_expand_replicas": False}})
+        self._paused = True
+        log.info("large ingest into %s: periodic refresh and replicas paused until it finishes", self.location())
+
+    def _resume(self) -> None:
+        """Restore the settings noted by `_pause` (None: the server's default) and drop the note."""
+        self._paused = False
+        with self._lock, self._guard("restore refresh after a large ingest"):
+            index, mapping = next(iter(self._es.indices.get_mapping(index=self.alias).items()))
+            self._restore(index, mapping["mappings"].get("_meta", {}))
+
+    def _restore(self, index: str, meta: dict[str, Any]) -> None:
+        saved = meta.get("paused")
+        if saved is None:
+            return
+        self._writer.indices.put_settings(index=index, settings={"index": {n: saved.get(n) for n in PAUSED_SETTINGS}})
+        self._writer.indices.put_mapping(index=index, meta={k: v for k, v in meta.items() if k != "paused"})
 
     def _read_identity(self) -> ModelIdentity | None:
         with self._lock, self._guard("read the index identity"):
@@ -407,6 +504,10 @@ class ElasticStore:
                                  "image-search, or use another --es-index")
             if schema < SCHEMA:
                 self._migrate(index, meta, schema)
+            if "paused" in meta and not self._paused:
+                log.warning("the Elasticsearch index %s at %s still has refresh and replicas paused by an ingest "
+                            "that did not finish; restoring them", index, self.url)
+                self._restore(index, meta)
         # The index's own type, not self.index_type (which is for new indices), sets the re-scoring.
         index_type = mappings["properties"]["vector"].get("index_options", {}).get("type", "")
         self._oversample = OVERSAMPLE_BBQ if index_type.startswith("bbq") else OVERSAMPLE
@@ -469,12 +570,27 @@ class ElasticStore:
             raise StoreError(f"the server at {self.url} is not Elasticsearch (it answered HTTP {exc.status_code} "
                              "without Elasticsearch's product header)")
 
+    def _candidates(self, k: int) -> int:
+        """HNSW candidates (num_candidates) for k hits in an index of this many documents: see
+        CANDIDATES_SIZE_REFERENCE. Never more than the server's limit MAX_CANDIDATES."""
+        growth = 1.0 + math.log2(max(1.0, self._size() / CANDIDATES_SIZE_REFERENCE))
+        return min(MAX_CANDIDATES, math.ceil(max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k) * growth))
+
+    def _size(self) -> int:
+        """The index's document count, counted again at most every SIZE_TTL_S seconds (one request)."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] > SIZE_TTL_S:
+            with self._guard("count the images"):
+                count = int(self._es.count(index=self.alias, ignore_unavailable=True)["count"])
+            self._counted = (now, count)
+        return self._counted[1]
+
     def _knn_clause(self, query: np.ndarray, k: int, filters: SearchFilter) -> dict[str, Any]:
         clause: dict[str, Any] = {
             "field": "vector",
             "query_vector": query,
             "k": k,
-            "num_candidates": min(MAX_CANDIDATES, max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)),
+            "num_candidates": self._candidates(k),
             "rescore_vector": {"oversample": self._oversample},
         }
         # Words are folded already (core.paths.fold), as the `words` field is.
@@ -488,8 +604,9 @@ class ElasticStore:
             clause["similarity"] = filters.min_score - SIMILARITY_MARGIN  # a raw dot product, not a _score
         return clause
 
-    def _search(self, action: str, **kwargs: Any) -> list[dict[str, Any]]:
-        self._fresh()
+    def _search(self, action: str, fresh: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
+        if fresh:
+            self._fresh()
         with self._guard(action):
             response = self._es.search(index=self.alias, ignore_unavailable=True, track_total_hits=False, **kwargs)
         return response["hits"]["hits"]
@@ -498,6 +615,18 @@ class ElasticStore:
         failed: list[dict[str, Any]] = []
         self._dirty = True
         with self._guard(action):
+            if isinstance(actions, list) and len(actions) > BULK_CHUNK and self.bulk_threads > 1:
+                # parallel_bulk does not retry: items refused as busy go once more through streaming_bulk.
+                retry = []
+                results = helpers.parallel_bulk(self._writer, actions, thread_count=self.bulk_threads,
+                                                chunk_size=BULK_CHUNK, raise_on_error=False, require_alias=alias)
+                for original, (ok, item) in zip(actions, results, strict=True):
+                    op, result = next(iter(item.items()))
+                    if not ok and result.get("status") in RETRY_STATUS:
+                        retry.append(original)
+                    elif not ok and not (op == "delete" and result.get("status") == 404):
+                        failed.append(result)
+                actions = retry
             for ok, item in helpers.streaming_bulk(
                 self._writer, actions, chunk_size=BULK_CHUNK, raise_on_error=False, max_retries=4,
                 initial_backoff=0.5, max_backoff=8, retry_on_status=RETRY_STATUS, yield_ok=False,
