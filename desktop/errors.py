@@ -19,14 +19,13 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core import __version__
-from core.config import ConfigError
-from core.errors import CONFIG, CONFLICT, INVALID, NOT_FOUND, UNAVAILABLE
+from core.errors import CONFIG, CONFLICT, INVALID, NOT_FOUND, UNAVAILABLE, UNSUPPORTED, UserError
 from core.images import ImageError
 from core.model import WeightsError, keras_cache_dir
-from core.store import IdentityMismatch, StoreError
 
 TITLES = {CONFIG: "A setting cannot be used", CONFLICT: "The index was built with another model",
-          UNAVAILABLE: "The index cannot be reached", INVALID: "This cannot be used", NOT_FOUND: "Not in the index"}
+          UNAVAILABLE: "The index cannot be reached", INVALID: "This cannot be used", NOT_FOUND: "Not in the index",
+          UNSUPPORTED: "This index cannot do that"}
 ADVICE = {
     CONFLICT: "In Settings, choose the weights the index was built with, or another index folder (or "
               "Elasticsearch index) for this model.",
@@ -38,16 +37,8 @@ _CLI_WORDS = re.compile(r"--[a-z][a-z-]+|IMAGE_SEARCH_[A-Z_]+")
 
 
 def kind_of(exc: Exception) -> str | None:
-    """The error's kind (core.errors), for the errors that do not derive from UserError yet."""
-    if isinstance(exc, IdentityMismatch):
-        return CONFLICT
-    if isinstance(exc, WeightsError | ConfigError):
-        return CONFIG
-    if isinstance(exc, StoreError):
-        return UNAVAILABLE
-    if isinstance(exc, ImageError):
-        return INVALID
-    return getattr(exc, "kind", None)
+    """The error's kind (core.errors): every user-facing error carries one; None for anything else."""
+    return getattr(exc, "kind", None) if isinstance(exc, UserError) else None
 
 
 def plain_words(text: str) -> str:

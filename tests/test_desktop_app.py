@@ -233,3 +233,16 @@ def test_history_and_eta():
     history.push("d")  # drops b and c, as a browser does
     assert history.items == ["a", "d"] and history.current == "d"
     assert [format_eta(s) for s in (None, 4.4, 75, 7300)] == ["", "4 s left", "1:15 left", "2 h 01 min left"]
+
+
+def test_every_user_error_keeps_its_own_kind_in_the_window():
+    from core.errors import INVALID, UNAVAILABLE, UNSUPPORTED
+    from core.store import StoreError
+    from core.store.base import InvalidRecord
+    from core.store.elastic import ExactSearchUnsupported
+    from desktop.errors import TITLES, kind_of
+
+    # A StoreError subclass says what went wrong; the window no longer calls every one "cannot be reached".
+    assert kind_of(ExactSearchUnsupported("exact search needs the embedded index")) == UNSUPPORTED
+    assert kind_of(InvalidRecord("bad")) == INVALID and kind_of(StoreError("down")) == UNAVAILABLE
+    assert kind_of(RuntimeError("bug")) is None and UNSUPPORTED in TITLES
