@@ -67,6 +67,7 @@ from elasticsearch import (
     UnsupportedProductError,
     helpers,
 )
+from typing_extensions import override
 
 try:  # 10x faster than json for vectors, and writes float32 in its shortest form (~40 % fewer bytes)
     from elasticsearch.serializer import OrjsonSerializer
@@ -84,6 +85,7 @@ from core.store.base import (
     SearchFilter,
     StoreError,
     Vectors,
+    VectorStore,
     validate,
 )
 
@@ -138,7 +140,7 @@ class ExactSearchUnsupported(StoreError):
     title = "Exact search not available"
 
 
-class ElasticStore:
+class ElasticStore(VectorStore):
     """The Elasticsearch `VectorStore` behind the alias `index`. See core/store/base.py for the contract.
 
     Opening an index of an older schema migrates it (logging at INFO and calling `progress(done, total)`).
@@ -200,6 +202,8 @@ class ElasticStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, progress: Progress | None = None) -> ElasticStore:
+        """The store the settings name (es_url, es_index, credentials, es_timeout_s); nothing is sent to the
+        server until first use. Raises StoreError for an invalid index name or client settings."""
         return cls(
             settings.es_url,
             settings.es_index,
@@ -213,12 +217,14 @@ class ElasticStore:
 
     # -- identity ---------------------------------------------------------------------------------
     @property
+    @override
     def identity(self) -> ModelIdentity | None:
         with self._lock:
             if self._identity is None:
                 self._identity = self._read_identity()
             return self._identity
 
+    @override
     def initialize(self, identity: ModelIdentity) -> None:
         with self._lock:
             current = self._read_identity()
@@ -237,6 +243,7 @@ class ElasticStore:
             self._identity = current
 
     # -- writes -----------------------------------------------------------------------------------
+    @override
     def upsert(self, records: Sequence[ImageRecord], vectors: Vectors) -> None:
         vectors = validate(records, vectors, self._dims())
         if not records:
@@ -245,6 +252,7 @@ class ElasticStore:
         self._bulk(self._release_paths(records) + actions, f"store {len(records)} images")
         self._after_writes(len(actions))
 
+    @override
     def update(self, records: Sequence[ImageRecord]) -> None:
         validate(records, None, self._dims())
         if not records:
@@ -255,6 +263,7 @@ class ElasticStore:
         self._bulk(self._release_paths(records) + actions, f"update {len(records)} images")
         self._after_writes(len(actions))
 
+    @override
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         self._dims()
@@ -280,6 +289,7 @@ class ElasticStore:
         self._counted = None  # this object's own writes may have changed the size that tunes searches
 
     # -- reads ------------------------------------------------------------------------------------
+    @override
     def get(self, image_id: str) -> ImageRecord | None:
         return self.get_many([image_id]).get(image_id)
 
@@ -297,15 +307,18 @@ class ElasticStore:
                 found.update((d["_id"], _record(d)) for d in docs if d.get("found"))
         return found
 
+    @override
     def get_by_path(self, path: str) -> ImageRecord | None:
         hits = self._search("find an image by path", query={"term": {"path_b64": _b64(path)}}, size=1)
         return _record(hits[0]) if hits else None
 
+    @override
     def find_by_hash(self, content_hash: str) -> list[ImageRecord]:
         hits = self._search("find images by content hash", query={"term": {"hash": content_hash}},
                             size=MAX_RESULT_WINDOW, sort=["_doc"])
         return sorted((_record(h) for h in hits), key=lambda r: r.id)
 
+    @override
     def vector(self, image_id: str) -> np.ndarray | None:
         return self.vectors([image_id]).get(image_id)
 
@@ -320,6 +333,7 @@ class ElasticStore:
             found.update((h["_id"], _vector(h)) for h in hits)
         return found
 
+    @override
     def count(self) -> int:
         self._fresh()
         with self._guard("count the images"):
@@ -345,6 +359,7 @@ class ElasticStore:
                 if not prefix or any(os.fsencode(p).startswith(prefix) for p in record.paths):
                     yield record
 
+    @override
     def knn(self, vector: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[Hit]:
         return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters)[0]
 
@@ -389,9 +404,11 @@ class ElasticStore:
             pending = again
         return results
 
+    @override
     def location(self) -> str:
         return f"{self.url} index {self.alias}"
 
+    @override
     def close(self) -> None:
         try:
             if self._paused:
