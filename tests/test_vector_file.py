@@ -24,7 +24,7 @@ def test_append_then_map_reads_the_rows_back(tmp_path):
     assert f.append(rows(5), at=0) == range(0, 5)
     assert f.append(rows(3, 1), at=5) == range(5, 8)
     np.testing.assert_array_equal(f.map(8), np.concatenate([rows(5), rows(3, 1)]))
-    assert isinstance(f.matrix, np.memmap) and not f.matrix.flags.writeable
+    assert isinstance(f.matrix.base, np.memmap) and not f.matrix.flags.writeable
     assert (vector_path(tmp_path, 0).stat().st_size - HEADER) == 8 * DIMS * 4
 
 

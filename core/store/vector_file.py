@@ -91,7 +91,10 @@ class VectorFile:
         if rows == 0:
             self._matrix = np.zeros((0, self.dims), DTYPE)
         else:
-            self._matrix = np.memmap(self.path, DTYPE, "r", offset=HEADER, shape=(rows, self.dims))
+            # A plain ndarray over the map (it keeps the memmap alive as its base): indexing a np.memmap
+            # costs ~0.2 ms of Python per call (its __getitem__ and __array_finalize__, profiled in
+            # knn_many), which a million re-ranks would pay.
+            self._matrix = np.memmap(self.path, DTYPE, "r", offset=HEADER, shape=(rows, self.dims)).view(np.ndarray)
         return self._matrix
 
     def append(self, vectors: np.ndarray, at: int) -> range:
