@@ -37,8 +37,8 @@ from core.store import (
     open_store,
 )
 from core.store.annotations import Annotation, Annotations, PhotoFilter, annotations_for, matches, search_words
+from core.store.base import mismatch_message
 from core.store.decisions import decisions_for
-from core.store.embedded import mismatch_message
 
 SCAN_STATE_FILE = "scan-state.json"  # each root's device and mount points at its last scan (core/indexer.py)
 

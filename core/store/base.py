@@ -330,3 +330,13 @@ def record_json(record: ImageRecord) -> dict:
 def hit_json(hit: Hit) -> dict:
     """A record's JSON shape plus `score` (cosine similarity, rounded to 6 decimals)."""
     return {**record_json(hit.record), "score": round(float(hit.score), 6)}
+
+
+def mismatch_message(current: ModelIdentity, wanted: ModelIdentity, location: str) -> str:
+    """The user-facing message for an index at `location` built by `current` opened with settings giving
+    `wanted`: the text of IdentityMismatch from the embedded store and the engine."""
+    return (
+        f"the index at {location} was built with {current.label()}, but the current settings give "
+        f"{wanted.label()}; vectors of different models cannot be compared. Use the same --weights and "
+        "--descriptor as when it was built, or choose another --data-dir (or Elasticsearch index) for this model."
+    )

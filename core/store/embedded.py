@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from typing_extensions import override
 
 from core.store.ann import VectorSearch, remove_quietly, saved_graphs
 from core.store.base import (
@@ -38,7 +39,9 @@ from core.store.base import (
     ModelIdentity,
     SearchFilter,
     StoreError,
+    VectorStore,
     cosine_clip,
+    mismatch_message,
     validate,
 )
 from core.store.vector_file import VectorFile, compact, vector_path
@@ -92,7 +95,7 @@ WORDS_REBUILD = 50_000  # changed texts kept beside the word index before it is 
 Progress = Callable[[int, int], None]  # (done, total) images of a migration
 
 
-class EmbeddedStore:
+class EmbeddedStore(VectorStore):
     """The embedded `VectorStore` in `data_dir/index.sqlite3`. See core/store/base.py for the contract.
 
     Opening migrates an index of an older schema (logging at INFO and calling `progress(done, total)`);
@@ -127,11 +130,13 @@ class EmbeddedStore:
 
     # -- identity ---------------------------------------------------------------------------------
     @property
+    @override
     def identity(self) -> ModelIdentity | None:
         with self._lock, self._reading():
             row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
         return ModelIdentity.from_dict(json.loads(row[0])) if row else None
 
+    @override
     def initialize(self, identity: ModelIdentity) -> None:
         with self._lock, self._transaction("record the model identity"):
             row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
@@ -171,6 +176,7 @@ class EmbeddedStore:
                 self._set_words(slot, _text(r.folded_fields()))
             self._apply_released(released)
 
+    @override
     def update(self, records: Sequence[ImageRecord]) -> None:
         with self._lock:
             validate(records, None, self._dims())
@@ -194,6 +200,7 @@ class EmbeddedStore:
                     self._set_words(slots[r.id], _text(r.folded_fields()))
             self._apply_released(released)
 
+    @override
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         with self._lock:
@@ -239,18 +246,22 @@ class EmbeddedStore:
                 self._set_meta("graph_rows", self._search.covered)
 
     # -- reads ------------------------------------------------------------------------------------
+    @override
     def get(self, image_id: str) -> ImageRecord | None:
         return self.get_many([image_id]).get(image_id)
 
+    @override
     def get_many(self, ids: Iterable[str]) -> dict[str, ImageRecord]:
         with self._lock, self._reading():
             return self._many(list(dict.fromkeys(ids)))
 
+    @override
     def get_by_path(self, path: str) -> ImageRecord | None:
         with self._lock, self._reading():
             row = self._db.execute("SELECT image_id FROM image_paths WHERE path = ?", (_key(path),)).fetchone()
             return self._many([row[0]]).get(row[0]) if row else None
 
+    @override
     def find_by_hash(self, content_hash: str) -> list[ImageRecord]:
         with self._lock, self._reading():
             ids = [row[0] for row in self._db.execute("SELECT id FROM images WHERE hash = ? ORDER BY id",
@@ -258,6 +269,7 @@ class EmbeddedStore:
             found = self._many(ids)
         return [found[i] for i in ids]
 
+    @override
     def vector(self, image_id: str) -> np.ndarray | None:
         return self.vectors([image_id]).get(image_id)
 
@@ -273,6 +285,7 @@ class EmbeddedStore:
             matrix = self._vectors.matrix
             return {i: np.array(matrix[slots[i]]) for i in ids if i in slots and slots[i] < len(matrix)}
 
+    @override
     def count(self) -> int:
         with self._lock, self._reading():
             return self._db.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -330,9 +343,11 @@ class EmbeddedStore:
                                                                                      strict=True)
                  if s in ids and ids[s] in records] for slots, scores in found]
 
+    @override
     def location(self) -> str:
         return str(self.data_dir)
 
+    @override
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -668,11 +683,3 @@ def _text(fields: list[str]) -> str:
 
 def _row(r: ImageRecord) -> tuple:
     return (r.id, r.size, r.mtime_ns, r.ctime_ns, r.inode, r.hash, r.width, r.height)
-
-
-def mismatch_message(current: ModelIdentity, wanted: ModelIdentity, location: str) -> str:
-    return (
-        f"the index at {location} was built with {current.label()}, but the current settings give "
-        f"{wanted.label()}; vectors of different models cannot be compared. Use the same --weights and "
-        "--descriptor as when it was built, or choose another --data-dir (or Elasticsearch index) for this model."
-    )
