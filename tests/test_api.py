@@ -161,7 +161,7 @@ def test_head_is_answered_for_get_routes(client):
 # -- search --------------------------------------------------------------------------------------
 RECORD_FIELDS = {"id", "path", "paths", "name", "folder", "size", "width", "height", "mtime", "thumbnail_url",
                  "image_url"}
-HIT_FIELDS = RECORD_FIELDS | {"score", "tags", "taken", "camera"}
+HIT_FIELDS = RECORD_FIELDS | {"score", "tags", "labels", "taken", "camera"}
 
 
 def assert_results(body: dict, k: int | None = None) -> list[dict]:

@@ -42,7 +42,8 @@ def test_index_search_similar_info_duplicates(base, photo_dir):
     for result, query in zip(results, queries, strict=True):
         assert len(result["results"]) == 3
         assert set(result["results"][0]) == {"id", "path", "paths", "name", "folder", "size", "width", "height",
-                                             "mtime", "score", "tags", "taken", "camera"}  # hit_json + annotations
+                                             "mtime", "score", "tags", "labels", "taken",
+                                             "camera"}  # hit_json + annotations
         assert result["results"][0]["path"] == os.path.realpath(query) and result["results"][0]["score"] > 0.999
 
     similar = json.loads(run(*base, "similar", results[0]["results"][0]["id"], "--json", check=True).stdout)
