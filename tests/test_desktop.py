@@ -208,7 +208,7 @@ def test_context_menu_copy_open_and_drag_out(qtbot, window, photo_dir, monkeypat
     window.view.setCurrentIndex(index)
     menu = window.view.context_menu(index)
     actions = {a.text(): a for a in menu.actions() if a.text()}
-    assert set(actions) == {"Find Similar", "Open", "Reveal in Folder", "Copy Path"}
+    assert set(actions) == {"Find Similar", "Open", "Reveal in Folder", "Copy Path", "Tags…"}
     actions["Copy Path"].trigger()
     assert QGuiApplication.clipboard().text() == str(photo_dir / "coffee.jpg")
     actions["Open"].trigger()
