@@ -23,7 +23,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,10 +37,10 @@ OVERFETCH = 4  # candidates per wanted hit handed to the float re-rank
 
 
 def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
-    return platform.processor()
+    """The CPU's model name (core.runtime.this_cpu) and how many logical CPUs this process sees."""
+    from core.runtime import this_cpu
+
+    return f"{this_cpu().model} ({os.cpu_count()} logical CPUs)"
 
 
 def rss_anon_mb() -> float:

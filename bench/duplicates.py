@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -45,21 +44,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.duplicates import VARIANTS, find_groups, variant_pairs
+from core.runtime import this_cpu
 from core.store import ImageRecord, ModelIdentity, VectorStore
 from core.store.embedded import EmbeddedStore
 
 PLANTED_FRACTION = 0.1  # of the images, in planted clusters
 EXACT_FRACTION = 0.1  # of the planted members, exact copies of their cluster's first image
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def reset_peak_rss() -> bool:
@@ -158,7 +148,7 @@ def run(size: int, subset: int, dims: int, threshold: float, k: int, batch: int,
     records, vectors = planted(size, dims, 0)
     subset = min(subset, size)
     result: dict = {"images": size, "dims": dims, "threshold": threshold, "k": k, "batch": batch,
-                    "cpu": cpu_name(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
+                    "cpu": this_cpu().model, "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     with bench_store(es_url) as store:
         result["backend"] = store.backend
         store.initialize(ModelIdentity("gem", dims, "random-0"))

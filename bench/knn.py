@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.runtime import this_cpu  # noqa: E402
 from core.store.base import ImageRecord, ModelIdentity, SearchFilter  # noqa: E402
 from core.store.elastic import BULK_THREADS, ElasticStore  # noqa: E402
 from core.store.elastic import _document as elastic_document  # noqa: E402
@@ -259,14 +260,6 @@ def _drop(store: ElasticStore) -> None:
         es.indices.delete(index=names)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
-
-
 def start_server(heap: str) -> str:
     env = {**os.environ, "IMAGE_SEARCH_ES_HEAP": heap}
     out = subprocess.run(["bash", str(REPO / "scripts" / "start-test-elasticsearch.sh")], env=env,
@@ -310,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         node = next(iter(version.values()))
         report["es_version"], report["jvm"] = node["version"], node["jvm"]["version"]
         report["heap_mb"] = round(node["jvm"]["mem"]["heap_max_in_bytes"] / 2**20)
-        report["cpu"], report["cpus"] = cpu_name(), os.cpu_count()
+        report["cpu"], report["cpus"] = this_cpu().model, os.cpu_count()
         report["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
         for config in filter(None, args.configs.split(",")):
             dims, n = (int(x) for x in config.split(":"))

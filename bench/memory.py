@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -79,14 +78,6 @@ def role(pid: int) -> str:
     if words[:3] == [sys.executable, "-m", "core"]:  # the CLI's command line: a fork, e.g. exec'ing a probe
         return "fork of main (counted, though its pages are shared copy-on-write)"
     return text[:80]
-
-
-def cpu_name() -> str:
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
-    return platform.processor()
 
 
 def measure_index(folder: Path, data: Path) -> dict:
@@ -158,7 +149,10 @@ def main() -> None:
     parser.add_argument("--scan-files", type=int, default=200_000, help="files in the scanned tree (0: skip)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    result: dict = {"cpu": cpu_name(), "load_before": [round(x, 2) for x in os.getloadavg()]}
+    from core.runtime import this_cpu
+
+    cpu = f"{this_cpu().model} ({os.cpu_count()} CPUs)"
+    result: dict = {"cpu": cpu, "load_before": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         folder = args.folder
         if folder is None:

@@ -30,19 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.photos import PHOTO_NAMES, write_photos
 from core.config import Settings
 from core.engine import Engine
+from core.runtime import this_cpu
 from core.store import ImageRecord
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says. (Not bench.duplicates':
-    importing that module before onnxruntime crashes the process in this environment.)"""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(size: int, queries: int, repeat: int) -> dict:
@@ -71,7 +60,7 @@ def run(size: int, queries: int, repeat: int) -> dict:
         finally:
             engine.close()
     plain_ms, variants_ms = statistics.median(plain), statistics.median(variants)
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "machine": platform.machine(), "runtime": runtime,
+    return {"cpu": this_cpu().model, "cores": os.cpu_count(), "machine": platform.machine(), "runtime": runtime,
             "images": size, "queries": len(plain), "search_ms_p50": round(plain_ms, 1),
             "search_variants_ms_p50": round(variants_ms, 1), "variants_vs_plain": round(variants_ms / plain_ms, 2)}
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from core.metadata import PhotoMetadata  # noqa: E402
 from core.paths import fold, query_words, words_match  # noqa: E402
+from core.runtime import this_cpu  # noqa: E402
 from core.store.annotations import PhotoFilter, annotations_for, search_words  # noqa: E402
 from core.store.base import ImageRecord, ModelIdentity  # noqa: E402
 
@@ -154,16 +155,6 @@ def drop(url: str, alias: str) -> None:
             es.indices.delete(index=names, ignore_unavailable=True)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000, help="records (default 100000)")
@@ -178,7 +169,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the Python scan baseline")
     args = parser.parse_args()
     records, metadata, tags = library(args.n)
-    result = {"n": args.n, "k": K, "repeats": args.repeats, "cpu": cpu_name(), "python": platform.python_version(),
+    result = {"n": args.n, "k": K, "repeats": args.repeats, "cpu": this_cpu().model,
+              "python": platform.python_version(),
               "queries": {name: dict(zip(("text", "after", "before", "camera"), q, strict=True))
                           for name, q in QUERIES.items()}}
     if not args.no_baseline:
