@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from core import __version__
 from core.config import ConfigError, Settings, add_setting_arguments, settings_from_arguments
@@ -151,26 +153,37 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cmd_index(engine, args) -> int:
-    """Index or update the folders and files in args.paths; exit status 0, or 130 when interrupted."""
-    queue, bar = queue_for(engine), ProgressBar()
-    # The run is a job of the engine's one queue (core.jobs), like the API's and the desktop's: it waits for
-    # any other run on this engine and reports through the same observer.
+def run_job(queue, submit: Callable[[], Any]) -> Any:
+    """Run the job that `submit()` puts on the engine's one queue (core.jobs), like the API's and the
+    desktop's: it waits for any other run on this engine and reports through the same observer, drawn as a
+    progress bar on stderr. Returns the job's result and raises what the run raised (the exit status follows
+    its kind). On Ctrl-C the job is cancelled, KeyboardInterrupt propagates once it stopped (at most 60 s),
+    and what it committed stays."""
+    bar = ProgressBar()
     unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
         IndexProgress(job["done"], job["total"], job["current"] or "", job["eta_s"])))
-    job = queue.submit_index(args.paths, prune_missing=args.prune_missing)
+    job = submit()
     try:
         queue.wait(job.id)
-        report = queue.result(job.id)  # raises what the run raised: the exit status follows its kind
+        result = queue.result(job.id)
     except KeyboardInterrupt:
         queue.cancel(job.id)
         queue.wait(job.id, 60)
-        # Everything committed so far stays; a re-run resumes from there.
-        print("\nimage-search: interrupted; images indexed so far are kept", file=sys.stderr)
-        return 130
+        raise
     finally:
         unsubscribe()
     bar.close()
+    return result
+
+
+def cmd_index(engine, args) -> int:
+    """Index or update the folders and files in args.paths; exit status 0, or 130 when interrupted."""
+    queue = queue_for(engine)
+    try:
+        report = run_job(queue, lambda: queue.submit_index(args.paths, prune_missing=args.prune_missing))
+    except KeyboardInterrupt:  # everything committed so far stays; a re-run resumes from there
+        print("\nimage-search: interrupted; images indexed so far are kept", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps({**report.to_dict(), "count": engine.store.count()}))
     else:
@@ -245,21 +258,12 @@ def cmd_tags(engine, args) -> int:
 def cmd_labels(engine, args) -> int:
     """The labels pass as a job of the engine's queue, with a progress bar; Ctrl-C keeps what was labelled."""
     engine.require_labels()
-    queue, bar = queue_for(engine), ProgressBar()
-    unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
-        IndexProgress(job["done"], job["total"], job["current"] or "", None)))
-    job = queue.submit_labels()
+    queue = queue_for(engine)
     try:
-        queue.wait(job.id)
-        report = queue.result(job.id)
+        report = run_job(queue, queue.submit_labels)
     except KeyboardInterrupt:
-        queue.cancel(job.id)
-        queue.wait(job.id, 60)
         print("\nimage-search: interrupted; images labelled so far are kept", file=sys.stderr)
         return 130
-    finally:
-        unsubscribe()
-    bar.close()
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -272,20 +276,8 @@ def cmd_labels(engine, args) -> int:
 def cmd_duplicates(engine, args) -> int:
     """List the groups; with --trash or --move-to, act on the copies not kept after a confirmation. Exit
     status 3 when an action needs a confirmation that cannot be asked (no terminal, no --yes)."""
-    queue, bar = queue_for(engine), ProgressBar()
-    unsubscribe = queue.subscribe(lambda job: job["state"] == "running" and job["total"] and bar.update(
-        IndexProgress(job["done"], job["total"], "", None)))
-    job = queue.submit_duplicates(args.threshold, variants=args.variants)
-    try:
-        queue.wait(job.id)
-        groups = queue.result(job.id)
-    except KeyboardInterrupt:
-        queue.cancel(job.id)
-        queue.wait(job.id, 60)
-        raise
-    finally:
-        unsubscribe()
-    bar.close()
+    queue = queue_for(engine)
+    groups = run_job(queue, lambda: queue.submit_duplicates(args.threshold, variants=args.variants))
     out = {"threshold": args.threshold, "variants": args.variants, "groups": [group_json(g) for g in groups]}
     if not args.json:
         print_groups(groups, args.threshold)
