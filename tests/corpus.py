@@ -73,6 +73,17 @@ def bomb_png(side: int = 20000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
+def rotated_library(photo_dir: Path, lib: Path) -> Path:
+    """`lib` (made here) holding chelsea.jpg, a copy of it turned 90 degrees (chelsea-rot90.jpg) and an unrelated
+    photo (coffee.jpg), from the bundled photos in `photo_dir`: what the mirrored-and-rotated tests search."""
+    lib.mkdir()
+    chelsea = Image.open(photo_dir / "chelsea.jpg")
+    chelsea.save(lib / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
+    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    return lib
+
+
 def build_corpus(folder: Path) -> Path:
     """Write every case of EXPECTED into `folder` plus a symlink loop; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.corpus import rotated_library
+
 pytest_plugins = ["tests.es_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
 # Random weights do not tell photos apart as ImageNet's do (two different test photos reach 0.993); a
@@ -172,12 +174,7 @@ def test_confirmation_on_a_terminal(photo_dir, tmp_path):
 def test_variants_in_search_similar_and_duplicates(photo_dir, tmp_path):
     """--variants finds a copy rotated by 90 degrees, and says which transform matched."""
     base = ["--data-dir", str(tmp_path / "data"), "--weights", "random"]
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    chelsea = Image.open(photo_dir / "chelsea.jpg")
-    chelsea.save(lib / "chelsea.jpg", quality=92)
-    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
-    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    lib = rotated_library(photo_dir, tmp_path / "lib")
     rotated = str(lib / "chelsea-rot90.jpg")
     ok(run(base, "index", str(lib)))
 

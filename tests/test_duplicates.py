@@ -30,6 +30,7 @@ from core.images import ImageError
 from core.model import to_model_pixels
 from core.store.base import ImageRecord, ModelIdentity, new_image_id
 from core.store.decisions import decisions_for
+from tests.corpus import rotated_library
 
 pytest_plugins = ["tests.es_fixtures"]
 DIMS = 16
@@ -277,15 +278,11 @@ def test_real_files(engine, photo_dir, tmp_path):
 
 def test_rotated_copies_found_by_the_variant_pass(engine, photo_dir, tmp_path, shared_extractor):
     """The opt-in second pass finds a rotated copy through the original's rotation, and names a mirrored copy."""
-    lib = tmp_path / "lib"
-    lib.mkdir()
+    lib = rotated_library(photo_dir, tmp_path / "lib")
     chelsea = Image.open(photo_dir / "chelsea.jpg")
     assert chelsea.width != chelsea.height
-    chelsea.save(lib / "chelsea.jpg", quality=92)
-    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
     chelsea.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(lib / "chelsea-mirror.jpg", quality=92)
     os.utime(lib / "chelsea.jpg", ns=(10**18, 10**18))  # the oldest: the keeper
-    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
     engine.index([str(lib)])
     store = engine.store
     threshold = 0.995
@@ -383,12 +380,7 @@ def test_duplicates_job_reports_progress_and_cancels(engine):
 
 
 def test_engine_variant_pass_finds_a_rotated_copy(engine, photo_dir, tmp_path):
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    chelsea = Image.open(photo_dir / "chelsea.jpg")
-    chelsea.save(lib / "chelsea.jpg", quality=92)
-    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
-    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+    lib = rotated_library(photo_dir, tmp_path / "lib")
     (lib / "broken.jpg").write_bytes(b"not an image")  # skipped by the index; costs the pass nothing
     engine.index([str(lib)])
     assert engine.duplicate_groups(0.995) == []
@@ -399,14 +391,10 @@ def test_engine_variant_pass_finds_a_rotated_copy(engine, photo_dir, tmp_path):
 
 # -- mirrored and rotated copies in search (query-time variants), the CLI and the API -----------------------------
 
-def rotated_library(engine, photo_dir, tmp_path) -> Path:
-    """chelsea, its copy rotated by 90 degrees and coffee, indexed by the real pipeline."""
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    chelsea = Image.open(photo_dir / "chelsea.jpg")
-    chelsea.save(lib / "chelsea.jpg", quality=92)
-    chelsea.transpose(Image.Transpose.ROTATE_270).save(lib / "chelsea-rot90.jpg", quality=92)
-    (lib / "coffee.jpg").write_bytes((photo_dir / "coffee.jpg").read_bytes())
+def indexed_rotated_library(engine, photo_dir, tmp_path) -> Path:
+    """tests.corpus.rotated_library (chelsea, its copy rotated by 90 degrees, coffee), indexed by the real
+    pipeline."""
+    lib = rotated_library(photo_dir, tmp_path / "lib")
     engine.index([str(lib)])
     return lib
 
@@ -414,7 +402,7 @@ def rotated_library(engine, photo_dir, tmp_path) -> Path:
 def test_search_and_similar_with_variants(engine, photo_dir, tmp_path):
     from core.duplicates import VariantHit
 
-    lib = rotated_library(engine, photo_dir, tmp_path)
+    lib = indexed_rotated_library(engine, photo_dir, tmp_path)
     rotated = str(lib / "chelsea-rot90.jpg")
     plain = {h.record.path: h for h in engine.search(lib / "chelsea.jpg", k=3)}
     assert not any(isinstance(h, VariantHit) for h in plain.values())
@@ -437,7 +425,7 @@ def test_api_variants(engine, photo_dir, tmp_path):
     from core.api.app import create_app
 
     jsonschema_rs = pytest.importorskip("jsonschema_rs")
-    lib = rotated_library(engine, photo_dir, tmp_path)
+    lib = indexed_rotated_library(engine, photo_dir, tmp_path)
     rotated = str(lib / "chelsea-rot90.jpg")
     client = create_app(engine, engine.settings).test_client()
     spec = client.get("/api/openapi.json").get_json()
