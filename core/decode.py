@@ -110,7 +110,7 @@ class DecodePool:
             if worker.process is None:
                 worker.start()
         source = iter(paths)
-        waiting: list[tuple[int, str]] = []  # taken from `paths`, not yet sent to a worker
+        waiting: list[tuple[int, str, bool]] = []  # (index, path, is_large) taken, not yet sent to a worker
         done: dict[int, tuple[str, Decoded | ImageError]] = {}
         taken = yielded = 0
         exhausted = False
@@ -118,7 +118,8 @@ class DecodePool:
             while True:
                 while not exhausted and taken - yielded < max(1, max_ahead):
                     try:
-                        waiting.append((taken, next(source)))
+                        path = next(source)
+                        waiting.append((taken, path, is_large(path)))  # one stat per file
                     except StopIteration:
                         exhausted = True
                     else:
@@ -126,11 +127,9 @@ class DecodePool:
                 for worker in self._workers:
                     if worker.ready and worker.task is None and waiting:
                         large_busy = any(w.task is not None and w.large for w in self._workers)
-                        pick = next((n for n, (_, path) in enumerate(waiting)
-                                     if not (large_busy and is_large(path))), None)
+                        pick = next((n for n, (_, _, large) in enumerate(waiting) if not (large_busy and large)), None)
                         if pick is not None:
-                            index, path = waiting.pop(pick)
-                            worker.send(index, path, self.timeout_s, large=is_large(path))
+                            worker.send(*waiting.pop(pick), self.timeout_s)
                 if yielded in done:
                     yield done.pop(yielded)
                     yielded += 1
@@ -202,7 +201,7 @@ class _Worker:
         self.ready = False
         self.task = None
 
-    def send(self, index: int, path: str, timeout_s: float, large: bool = False) -> None:
+    def send(self, index: int, path: str, large: bool, timeout_s: float) -> None:
         self.task, self.large = (index, path), large
         self.deadline = time.monotonic() + timeout_s
         self.conn.send(path)
