@@ -187,10 +187,16 @@ def test_documents_keep_vectors_out_of_source_and_raw_path_bytes_in_it(elastic_s
     np.testing.assert_allclose(elastic_store.vector("odd"), unit_vectors(1, 32)[0], atol=1e-6)
 
 
+def segments(store: ElasticStore, index: str) -> int:
+    shards = store._es.indices.segments(index=index)["indices"][index]["shards"].values()
+    return sum(len(copy["segments"]) for shard in shards for copy in shard if copy["routing"]["primary"])
+
+
 def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, es_url, es_alias, monkeypatch):
-    """Over LARGE_INGEST_DOCS written, refresh and replicas are off; finish() restores them; a process that
-    died before finish() leaves a note in `_meta` that the next opening acts on. Multi-chunk upserts go
-    through parallel_bulk, and paths moved between unrefreshed batches still end up with one image."""
+    """Over LARGE_INGEST_DOCS written, refresh and replicas are off; finish() restores them and starts a force
+    merge into one segment; a process that died before finish() leaves a note in `_meta` that the next
+    opening acts on. Multi-chunk upserts go through parallel_bulk, and paths moved between unrefreshed
+    batches still end up with one image."""
     monkeypatch.setattr(elastic, "LARGE_INGEST_DOCS", 600)
     store = elastic_store
     store.initialize(IDENTITY)
@@ -215,6 +221,11 @@ def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, 
     store.finish()
     restored, meta = state()
     assert restored == before and "paused" not in meta and meta["schema"] == SCHEMA
+    # ... and started a force merge on the server: the segments become one.
+    deadline = time.monotonic() + 60
+    while segments(store, index) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert segments(store, index) == 1
     assert store.count() == 1200 and store.get_by_path(records[1100].path).id == "new"
     assert store.get(records[1100].id) is None  # its only path moved: deleted
     np.testing.assert_allclose(store.vector(records[1199].id), vectors[1199], atol=1e-6)
