@@ -37,11 +37,16 @@ from usearch.index import Index
 
 from core.store.vector_file import VectorFile
 
-# Measured in bench/ann.py (512-d; README): connectivity 16 with int8 rows keeps recall@10 >= 0.99 on
-# clustered descriptors at 1M with expansion 128, and the file is ~0.6 KB per vector.
+# Measured in bench/ann.py (512-d; README): connectivity 16 with int8 rows and expansion 128 keep recall@10
+# at 1.0 on clustered descriptors at 100k, and the file is ~0.6 KB per vector.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
+# A search's beam must widen as the graph grows: at 1M clustered x 512-d (10,000 tight clusters) expansion
+# 128 gave recall@10 0.80, with 6 of 30 queries stranded in another cluster; 256 gave 0.96, 553 0.9957 over
+# 300 queries at 7.8 ms p50 (quiet 2-core AMD EPYC). So both expansions are multiplied by
+# 1 + log2(graph rows / EXPANSION_SIZE_REFERENCE) past that size (x4.3 at 1M), as Elasticsearch's candidates are.
+EXPANSION_SIZE_REFERENCE = 100_000
 # Large batches (duplicates' knn_many) search with half the expansion: bench/duplicates.py at 100k planted
 # near-duplicates kept the recall of planted pairs at 1.0 and grouped in 45 s instead of 75 s (AMD EPYC, 2 cores).
 EXPANSION_BATCH = 64
@@ -101,7 +106,6 @@ class VectorSearch:
             return  # removed or replaced meanwhile by a newer save: the tail scan stays correct
         if graph is None:
             return
-        graph.expansion_search = EXPANSION_SEARCH
         self.graph, self.covered = graph, rows
 
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, exact: bool = False,
@@ -120,7 +124,7 @@ class VectorSearch:
             return self._exact(queries, k, mask, min_score, max_score, score_block)
         fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
         fetch = min(fetch, MAX_CANDIDATES, self.covered)
-        self.graph.expansion_search = EXPANSION_BATCH if len(queries) >= BATCH_QUERIES else EXPANSION_SEARCH
+        self.graph.expansion_search = self.expansion(len(queries) >= BATCH_QUERIES)
         found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
         # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
         keys = np.atleast_2d(found.keys).astype(np.int64)
@@ -149,6 +153,12 @@ class VectorSearch:
             for n, result in zip(retry, exact_results, strict=True):
                 results[n] = result
         return results
+
+    def expansion(self, batch: bool = False) -> int:
+        """The search beam (usearch's expansion_search) for this graph's size: EXPANSION_SEARCH, or
+        EXPANSION_BATCH for a query of a large batch, grown past EXPANSION_SIZE_REFERENCE rows."""
+        growth = 1.0 + math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))
+        return math.ceil((EXPANSION_BATCH if batch else EXPANSION_SEARCH) * growth)
 
     def extend(self, live: np.ndarray, progress: Progress | None = None) -> None:
         """Add the live slots (bool (rows,)) past the graph's end to it, save it as a new file and map
