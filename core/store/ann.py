@@ -44,8 +44,10 @@ EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
 # A search's beam must widen as the graph grows: at 1M clustered x 512-d (10,000 tight clusters) expansion
 # 128 gave recall@10 0.80, with 6 of 30 queries stranded in another cluster; 256 gave 0.96, 553 0.9957 over
-# 300 queries at 7.8 ms p50 (quiet 2-core AMD EPYC). So both expansions are multiplied by
-# 1 + log2(graph rows / EXPANSION_SIZE_REFERENCE) past that size (x4.3 at 1M), as Elasticsearch's candidates are.
+# 300 queries at 7.8 ms p50 (quiet 2-core AMD EPYC). So EXPANSION_SEARCH is multiplied by
+# 1 + log2(graph rows / EXPANSION_SIZE_REFERENCE) past that size (x4.3 at 1M), as Elasticsearch's candidates
+# are. EXPANSION_BATCH is not: duplicates want the few nearest rows above a high bar, which the walk meets as
+# soon as it reaches the query's own row, and grown it would cost 1M images' grouping 4x (~40 min here).
 EXPANSION_SIZE_REFERENCE = 100_000
 # Large batches (duplicates' knn_many) search with half the expansion: bench/duplicates.py at 100k planted
 # near-duplicates kept the recall of planted pairs at 1.0 and grouped in 45 s instead of 75 s (AMD EPYC, 2 cores).
@@ -155,10 +157,11 @@ class VectorSearch:
         return results
 
     def expansion(self, batch: bool = False) -> int:
-        """The search beam (usearch's expansion_search) for this graph's size: EXPANSION_SEARCH, or
-        EXPANSION_BATCH for a query of a large batch, grown past EXPANSION_SIZE_REFERENCE rows."""
-        growth = 1.0 + math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))
-        return math.ceil((EXPANSION_BATCH if batch else EXPANSION_SEARCH) * growth)
+        """The search beam (usearch's expansion_search): EXPANSION_BATCH for a query of a large batch, else
+        EXPANSION_SEARCH grown past EXPANSION_SIZE_REFERENCE graph rows."""
+        if batch:
+            return EXPANSION_BATCH
+        return math.ceil(EXPANSION_SEARCH * (1.0 + math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))))
 
     def extend(self, live: np.ndarray, progress: Progress | None = None) -> None:
         """Add the live slots (bool (rows,)) past the graph's end to it, save it as a new file and map
