@@ -24,7 +24,7 @@ def clustered(n: int, seed: int) -> np.ndarray:
 def small_graph(monkeypatch):
     """Graph thresholds scaled down so a few thousand rows exercise the graph path."""
     monkeypatch.setattr(ann, "GRAPH_MIN_ROWS", 500)
-    monkeypatch.setattr(ann, "SELECTIVE_ROWS", 200)
+    monkeypatch.setattr(ann, "SELECTIVE_FLOATS", 200 * DIMS)  # 200 rows
 
 
 def build(tmp_path, n: int, seed: int = 0) -> tuple[VectorSearch, np.ndarray]:

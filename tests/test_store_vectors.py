@@ -55,7 +55,7 @@ def rec(i: int, folder: str = "p") -> ImageRecord:
 def small_graph(monkeypatch):
     """Thresholds scaled down so that a few thousand images go through the graph."""
     monkeypatch.setattr(ann, "GRAPH_MIN_ROWS", 500)
-    monkeypatch.setattr(ann, "SELECTIVE_ROWS", 200)
+    monkeypatch.setattr(ann, "SELECTIVE_FLOATS", 200 * DIMS)  # 200 rows
     monkeypatch.setattr(embedded, "GRAPH_TAIL_ROWS", 100)
     monkeypatch.setattr(embedded, "COMPACT_MIN_DEAD", 100)
 
