@@ -34,8 +34,11 @@ for _ in $(seq 1 60); do
   curl -fs "http://127.0.0.1:$port/api/health" >/dev/null 2>&1 && break
   sleep 1
 done
-curl -fs "http://127.0.0.1:$port/" | grep -qi "<html" || { cat "$work/serve.log"; echo "the page is missing"; exit 1; }
-curl -fs "http://127.0.0.1:$port/api/openapi.json" | grep -q '"openapi"' || { cat "$work/serve.log"; exit 1; }
+# To files first: `curl | grep -q` fails under pipefail when grep stops reading early (curl gets SIGPIPE).
+curl -fs "http://127.0.0.1:$port/" -o "$work/page.html" && grep -qi "<html" "$work/page.html" \
+  || { cat "$work/serve.log"; echo "the page is missing"; exit 1; }
+curl -fs "http://127.0.0.1:$port/api/openapi.json" -o "$work/openapi.json" && grep -q '"openapi"' "$work/openapi.json" \
+  || { cat "$work/serve.log"; echo "the OpenAPI file is missing"; exit 1; }
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
 echo "base install: CLI, API, page and OpenAPI work"
 
