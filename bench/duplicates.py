@@ -148,7 +148,7 @@ def bench_store(es_url: str | None) -> Iterator[VectorStore]:
 
 
 def segments(store) -> int:
-    """Segments of the store's index (primaries) on Elasticsearch."""
+    """Segments of an ElasticStore's index (primaries): how many HNSW graphs a kNN query walks."""
     found = store._es.indices.segments(index=store.alias)["indices"]
     return sum(len(copy["segments"]) for index in found.values() for shard in index["shards"].values()
                for copy in shard if copy["routing"]["primary"])

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.duplicates import segments
 from core.config import Settings
 from core.errors import EXIT_STATUS, HTTP_STATUS
 from core.store import elastic, open_store
@@ -187,11 +188,6 @@ def test_documents_keep_vectors_out_of_source_and_raw_path_bytes_in_it(elastic_s
     np.testing.assert_allclose(elastic_store.vector("odd"), unit_vectors(1, 32)[0], atol=1e-6)
 
 
-def segments(store: ElasticStore, index: str) -> int:
-    shards = store._es.indices.segments(index=index)["indices"][index]["shards"].values()
-    return sum(len(copy["segments"]) for shard in shards for copy in shard if copy["routing"]["primary"])
-
-
 def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, es_url, es_alias, monkeypatch):
     """Over LARGE_INGEST_DOCS written, refresh and replicas are off; finish() restores them and starts a force
     merge into one segment; a process that died before finish() leaves a note in `_meta` that the next
@@ -223,9 +219,9 @@ def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, 
     assert restored == before and "paused" not in meta and meta["schema"] == SCHEMA
     # ... and started a force merge on the server: the segments become one.
     deadline = time.monotonic() + 60
-    while segments(store, index) > 1 and time.monotonic() < deadline:
+    while segments(store) > 1 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert segments(store, index) == 1
+    assert segments(store) == 1
     assert store.count() == 1200 and store.get_by_path(records[1100].path).id == "new"
     assert store.get(records[1100].id) is None  # its only path moved: deleted
     np.testing.assert_allclose(store.vector(records[1199].id), vectors[1199], atol=1e-6)

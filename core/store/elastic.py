@@ -286,7 +286,7 @@ class ElasticStore(VectorStore):
         the index's segments on the server."""
         large = self._paused
         try:
-            if self._paused:
+            if large:
                 self._resume()
         finally:
             self._written = 0
