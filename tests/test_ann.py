@@ -133,3 +133,53 @@ def test_the_search_beam_widens_as_the_graph_grows(tmp_path, small_graph):
     for rows, expansion in [(100_000, 128), (200_000, 256), (1_000_000, 554)]:
         search.covered = rows
         assert (search.expansion(), search.expansion(batch=True)) == (expansion, 64)
+
+
+def test_large_batches_with_a_high_bar_range_search_the_inverted_lists(tmp_path, small_graph):
+    """Duplicates' path: a batch of at least BATCH_QUERIES queries with min_score >= RANGE_MIN_SCORE goes
+    through the IVF range search and finds what the exact scan finds, re-scored exactly; masked rows and
+    rows appended after the lists were built are handled; lower bars and small batches keep the graph."""
+    rng = np.random.default_rng(3)
+    base = clustered(3000, 1)
+    twins = base[:400] + 0.02 * rng.standard_normal((400, DIMS)).astype(np.float32)  # cosine ~0.99 to base
+    data = np.concatenate([base, twins / np.linalg.norm(twins, axis=1, keepdims=True)]).astype(np.float32)
+    f = VectorFile(vector_path(tmp_path, 0), DIMS, create=True)
+    f.append(data, at=0)
+    f.map(len(data))
+    search = VectorSearch(tmp_path, 0, f)
+    search.extend(np.ones(len(data), bool))
+    qs = data[:ann.BATCH_QUERIES * 2]
+    got = search.search(qs, 5, min_score=0.95)
+    assert search.lists is not None and search.lists.ntotal == len(data)
+    want = search.search(qs, 5, min_score=0.95, exact=True)
+    assert [list(g[0]) for g in got] == [list(w[0]) for w in want]
+    for (_, scores), (_, exact) in zip(got, want, strict=True):
+        np.testing.assert_allclose(scores, exact, rtol=1e-5)
+    assert all(3000 + n in slots for n, (slots, _) in enumerate(got))  # each query's planted twin
+
+    mask = np.ones(len(data), bool)
+    mask[3000:3010] = False  # dead or filtered rows never come back
+    got = search.search(qs, 5, mask, min_score=0.95)
+    assert not any(set(slots) & set(range(3000, 3010)) for slots, _ in got)
+
+    extra = qs + 0.01 * rng.standard_normal(qs.shape).astype(np.float32)  # appended after the lists were built
+    f.append(extra / np.linalg.norm(extra, axis=1, keepdims=True), at=len(data))
+    f.map(len(data) + len(extra))
+    got = search.search(qs, 5, min_score=0.95)
+    assert search.lists.ntotal == len(data) + len(extra)
+    assert all(len(data) + n in slots for n, (slots, _) in enumerate(got))
+
+    search.lists = None
+    search.search(qs, 5, min_score=ann.RANGE_MIN_SCORE - 0.1)  # a low bar: the graph
+    search.search(qs[: ann.BATCH_QUERIES - 1], 5, min_score=0.95)  # a small batch: the graph
+    assert search.lists is None
+
+
+def test_only_masks_keeping_few_rows_are_scanned_exactly(tmp_path, small_graph):
+    """At most selective_rows() and at most SELECTIVE_SHARE of the rows: a mask keeping most rows, or no mask
+    on an index below selective_rows(), goes through the graph."""
+    search, _ = build(tmp_path, 600)
+    assert search.selective_rows() == 200
+    assert search.selective(150, 600) and search.selective(200, 600)
+    assert not search.selective(201, 600)  # above selective_rows()
+    assert not search.selective(150, 250)  # keeps most of a small index

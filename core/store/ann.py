@@ -14,6 +14,10 @@ similarities and recall@10 is that of the candidate list.
   a broad one through the graph with the over-fetch scaled by how much the mask removes.
 - k results always come back when k rows pass the mask and score bounds: when the candidates run out
   before k hits, that query falls back to an exact scan.
+- A large batch with a high score bar (duplicates: every image a query, cosine >= 0.95) goes through a
+  range search of a faiss IVF index (inverted lists of 8-bit codes) built on its first use and kept while the
+  store is open: the graph's walk from its entry point finds a query's own row ever more rarely as the
+  graph grows (RANGE_* below), while the inverted lists nearest the query hold its near-duplicates.
 - `exact=True` is the exact scan, always available, and what tests compare with.
 """
 
@@ -25,6 +29,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +41,9 @@ with contextlib.suppress(ImportError):
 from usearch.index import Index
 
 from core.store.vector_file import VectorFile
+
+if TYPE_CHECKING:
+    import faiss
 
 # Measured in bench/ann.py (512-d; README): connectivity 16 with int8 rows and expansion 128 keep recall@10
 # at 1.0 on clustered descriptors at 100k, and the file is ~0.6 KB per vector.
@@ -61,6 +69,21 @@ MAX_CANDIDATES = 4096  # beyond this a filtered graph search costs about what an
 # of the rows gave recall@10 0.94 with 360 candidates and 0.97 with 1,440 (37 ms), while gathering those
 # 111k rows and scoring them exactly took 58 ms (the whole 1M scan: 82 ms; quiet 2-core AMD EPYC).
 SELECTIVE_FLOATS = 1 << 26
+# ... and keeping at most this share of the rows: without it every index of up to 131k rows was scanned
+# exactly, a search at 100k x 512-d ~25 ms instead of ~2 ms and 100k images' duplicates 181 s instead of ~45 s.
+SELECTIVE_SHARE = 0.5
+# Large batches with a score bar of at least RANGE_MIN_SCORE are range searches of an IVF index (faiss
+# IndexIVFScalarQuantizer, 8-bit, inner product) with about 4 sqrt(rows) inverted lists (faiss's guideline is
+# 4-16 sqrt(N)), trained on RANGE_TRAIN_PER_LIST rows a list, RANGE_PROBES lists searched per query.
+# Measured at 1M planted near-duplicates in random 512-d unit vectors (bench/duplicates.py; quiet 2-core AMD
+# EPYC): the graph at expansion 64 found a query's own row for 30 % of the queries and 0.45 of the pairs at
+# >= 0.95 (512: 84 % and 0.93, at 224 queries/s); the IVF with 4,096 lists found 0.998 of the pairs with 8
+# probes and 1.0 with 32 at 3,280 queries/s, after 72 s to train and fill it (512 MB of codes at 1M x 512).
+# Lower bars return too many rows a query for a range search (a cluster's worth): they stay on the graph.
+RANGE_MIN_SCORE = 0.8
+RANGE_MARGIN = 0.05  # the codes' scores are estimates: rows within this of the bar are re-scored exactly
+RANGE_PROBES = 32
+RANGE_TRAIN_PER_LIST = 40  # faiss warns below 39 training rows a list
 GRAPH_MIN_ROWS = 20_000  # below this an exact scan is as fast as the graph: no graph is built
 SCORE_BLOCK = 1 << 22  # float32 scores per block of an exact batched scan (16 MB)
 ADD_BATCH = 10_000
@@ -97,6 +120,7 @@ class VectorSearch:
         self.vectors = vectors
         self.graph: Index | None = None
         self.covered = 0  # slots [0, covered) are in the graph (the dead among them filtered at search)
+        self.lists: faiss.IndexIVFScalarQuantizer | None = None  # for range searches; slots [0, lists.ntotal)
         self.refresh()
 
     def refresh(self) -> None:
@@ -126,8 +150,10 @@ class VectorSearch:
         allowed = int(mask.sum()) if mask is not None else rows
         if k <= 0 or allowed == 0:
             return [_empty() for _ in queries]
-        if exact or self.graph is None or allowed <= self.selective_rows():
+        if exact or self.graph is None or self.selective(allowed, rows):
             return self._exact(queries, k, mask, min_score, max_score, score_block)
+        if len(queries) >= BATCH_QUERIES and min_score is not None and min_score >= RANGE_MIN_SCORE:
+            return self._range(queries, k, mask, min_score, max_score)
         fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
         fetch = min(fetch, MAX_CANDIDATES, self.covered)
         self.graph.expansion_search = self.expansion(len(queries) >= BATCH_QUERIES)
@@ -163,6 +189,11 @@ class VectorSearch:
     def selective_rows(self) -> int:
         """The most rows a mask may allow and still be scanned exactly: SELECTIVE_FLOATS / dims."""
         return SELECTIVE_FLOATS // self.vectors.dims
+
+    def selective(self, allowed: int, rows: int) -> bool:
+        """Whether a mask allowing `allowed` of `rows` rows is scanned exactly: at most selective_rows(), and
+        at most SELECTIVE_SHARE of the rows (a mask that keeps most rows, or a small index, uses the graph)."""
+        return allowed <= min(self.selective_rows(), rows * SELECTIVE_SHARE)
 
     def expansion(self, batch: bool = False) -> int:
         """The search beam (usearch's expansion_search): EXPANSION_BATCH for a query of a large batch, else
@@ -204,6 +235,41 @@ class VectorSearch:
         for _, covered, old in saved_graphs(self.data_dir, self.generation):
             if covered < rows:
                 remove_quietly(old)
+
+    def _range(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float,
+               max_score: float | None) -> list[Result]:
+        """Every row the inverted lists score within RANGE_MARGIN of min_score, re-scored with the float
+        rows; the k best that pass the bounds."""
+        matrix = self.vectors.matrix
+        lists = self.inverted_lists()
+        lists.nprobe = RANGE_PROBES
+        limits, _, found = lists.range_search(queries, min_score - RANGE_MARGIN)
+        results = []
+        for n, q in enumerate(queries):
+            slots = np.sort(found[limits[n] : limits[n + 1]])
+            if mask is not None:
+                slots = slots[mask[slots]]
+            results.append(_top(slots, matrix[slots] @ q, k, min_score, max_score))
+        return results
+
+    def inverted_lists(self) -> faiss.IndexIVFScalarQuantizer:
+        """The IVF index of range searches over every row, built on first use (training on a sample of rows
+        with k-means takes ~45 s at 1M x 512 here, filling it ~27 s); rows appended since are added."""
+        import faiss  # here, not at the top: most processes never range-search, and it loads its own OpenMP
+
+        matrix = self.vectors.matrix
+        if self.lists is None:
+            count = max(1, min(round(4 * math.sqrt(len(matrix))), len(matrix) // RANGE_TRAIN_PER_LIST))
+            coarse = faiss.IndexFlatIP(matrix.shape[1])
+            lists = faiss.IndexIVFScalarQuantizer(coarse, matrix.shape[1], count, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            sample = np.random.default_rng(0).choice(len(matrix), min(len(matrix), RANGE_TRAIN_PER_LIST * count),
+                                                     replace=False)
+            lists.train(np.ascontiguousarray(matrix[np.sort(sample)]))
+            self.lists = lists
+        for start in range(self.lists.ntotal, len(matrix), ADD_BATCH):  # ids are slots: added in order
+            self.lists.add(np.ascontiguousarray(matrix[start : start + ADD_BATCH]))
+        return self.lists
 
     def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float | None,
                max_score: float | None, score_block: int) -> list[Result]:
