@@ -205,10 +205,16 @@ def test_a_large_ingest_pauses_refresh_and_replicas_until_finish(elastic_store, 
 
     before, _ = state()
     records, vectors = make_records(1200), unit_vectors(1200, 32, clusters=8)
+    sent = []  # (threads, chunk size) of each parallel_bulk call
+    parallel_bulk = elastic.helpers.parallel_bulk
+    monkeypatch.setattr(elastic.helpers, "parallel_bulk", lambda client, actions, thread_count, chunk_size, **kw: (
+        sent.append((thread_count, chunk_size)) or parallel_bulk(client, actions, thread_count, chunk_size, **kw)))
     store.upsert(records[:500], vectors[:500])
+    assert sent == [(2, 250)]  # one chunk's worth still goes out as two concurrent requests
     assert state()[0] == before
     store.upsert(records[500:], vectors[500:])  # 1400 actions: parallel_bulk, and the ingest is now large
     paused, meta = state()
+    assert float(paused.pop("merge.policy.segments_per_tier")) == elastic.PAUSED_SEGMENTS_PER_TIER
     assert paused == {"number_of_replicas": "0", "auto_expand_replicas": "false", "refresh_interval": "-1"}
     assert meta["paused"] == before and meta["identity"] == IDENTITY.to_dict()
     # A path written by the last batch (not refreshed yet) moves to a new image: the old one loses it.

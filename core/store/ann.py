@@ -10,10 +10,12 @@ similarities and recall@10 is that of the candidate list.
   since it was saved (the *tail*) are scanned exactly and merged; `extend` adds them to the graph.
 - The caller passes a mask of the slots that may be returned (live, and passing its filters): dead
   slots (replaced or deleted vectors) and filtered-out rows never come back.
-- A selective mask (at most `SELECTIVE_FLOATS` float32 values of rows) is searched exactly over those rows;
-  a broad one through the graph with the over-fetch scaled by how much the mask removes.
-- k results always come back when k rows pass the mask and score bounds: when the candidates run out
-  before k hits, that query falls back to an exact scan.
+- A selective mask (at most `SELECTIVE_FLOATS` float32 values of rows, and at most `SELECTIVE_SHARE` of the
+  rows) is searched exactly over those rows; a broad one through the graph with the over-fetch scaled by
+  how much the mask removes.
+- Through the graph, k results always come back when k rows pass the mask and score bounds: when the
+  candidates run out before k hits, that query falls back to an exact scan. A range search (below) returns
+  what its probed lists hold above the bar.
 - A large batch with a high score bar (duplicates: every image a query, cosine >= 0.95) goes through a
   range search of a faiss IVF index (inverted lists of 8-bit codes) built on its first use and kept while the
   store is open: the graph's walk from its entry point finds a query's own row ever more rarely as the

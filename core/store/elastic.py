@@ -32,11 +32,11 @@ Choices, and why:
   processes. The path lookup before each upsert refreshes only when the batch names a path written since
   the last refresh: a refresh per batch cut a segment (and an HNSW graph to merge) per batch, which held
   a 1M ingest to 616 docs/s.
-- A large ingest (LARGE_INGEST_DOCS written since the last `finish`) pauses the index's periodic refresh
-  and its replicas (Elasticsearch's advice for bulk loads: "Tune for indexing speed"), noting the previous
+- A large ingest (LARGE_INGEST_DOCS written since the last `finish`) pauses the index's periodic refresh,
+  its replicas (Elasticsearch's advice for bulk loads: "Tune for indexing speed") and its merges, noting the previous
   settings in the mapping's `_meta` (`paused`); `finish` and `close` restore them, and so does the next
-  opening when a process died before that. Upserts of several bulk chunks are sent by
-  `helpers.parallel_bulk` (the server indexes one chunk while the client encodes the next).
+  opening when a process died before that. Upserts of 200 documents or more are sent as concurrent
+  requests by `helpers.parallel_bulk`: the server builds the graph on the thread of each request.
 - After a large ingest `finish` also starts a force merge on the server (it returns at once; searches go on
   while it runs): a kNN query walks every segment's graph, and a 100k ingest left 17 segments that searched
   3.6x slower than one (`MERGE_SEGMENT_BYTES`). Segments stay below the 5 GB beyond which the server's
@@ -120,7 +120,16 @@ SIZE_TTL_S = 60.0  # how long a document count tunes searches before it is count
 # little: the k best still come back, only more of the hits below the bar travel.
 SIMILARITY_MARGIN = 0.1
 BULK_CHUNK = 500
-BULK_THREADS = 2  # parallel_bulk threads for an upsert of more than one chunk (bench/knn.py measures 1 vs 2)
+# The server indexes one bulk request on one write thread, and that thread builds the HNSW graph as documents
+# arrive (hot threads during a 512-d int8_hnsw ingest: 98 % of it in the graph's dot products), so one request
+# at a time leaves the other cores idle: an upsert of at least 2 x PARALLEL_MIN_CHUNK documents goes out as
+# BULK_THREADS concurrent requests (helpers.parallel_bulk), however few chunks of BULK_CHUNK it makes.
+BULK_THREADS = 2
+PARALLEL_MIN_CHUNK = 100
+# Measured with 100k clustered x 512-d int8_hnsw through upserts of 500 (quiet 2-core AMD EPYC, 3 GB heap):
+# one request at a time 694 docs/s, two 1,212. The graph keeps the server's ef_construction (100): 50 gave
+# 1,805 docs/s at 100k and 1,387 over 1M, but recall@10 0.8955 at 1M with 217 candidates (0.911 with 400)
+# against 0.998 (bench/results/elastic-knn-1m-efc50.json).
 LARGE_INGEST_DOCS = 20_000  # documents written since the last finish() that make an ingest "large"
 # A force merge after a large ingest aims at segments of this size. Measured (bench/duplicates.py, 100k
 # planted x 512-d int8_hnsw, quiet 2-core AMD EPYC): 17 segments after the ingest, kNN in knn_many 3.08 ms a
@@ -130,7 +139,11 @@ MERGE_SEGMENT_BYTES = 4 << 30
 # Path keys (base64) remembered as written since the last refresh; past this many a refresh forgets them
 # (~100 bytes each: ~20 MB at most).
 UNREFRESHED_KEYS_MAX = 200_000
-PAUSED_SETTINGS = ("number_of_replicas", "auto_expand_replicas", "refresh_interval")
+# While a large ingest runs, segments are left unmerged (segments_per_tier PAUSED_SEGMENTS_PER_TIER instead of
+# 10): every merge rebuilds HNSW graphs, and finish() merges everything once anyway. A 1M x 512-d ingest
+# (bench/knn.py, quiet 2-core AMD EPYC) slowed from 1,620 to 1,387 docs/s overall once merges began past 600k.
+PAUSED_SETTINGS = ("number_of_replicas", "auto_expand_replicas", "refresh_interval", "merge.policy.segments_per_tier")
+PAUSED_SEGMENTS_PER_TIER = 100
 LOOKUP_CHUNK = 1000  # ids or paths per mget / terms lookup
 RETRY_STATUS = (429, 502, 503, 504)
 WRITE_TIMEOUT_S = 120.0  # a bulk of 500 4096-d vectors or a refresh can take longer than a search
@@ -502,7 +515,8 @@ class ElasticStore(VectorStore):
                 saved = {name: current.get(f"index.{name}") for name in PAUSED_SETTINGS}
                 self._writer.indices.put_mapping(index=index, meta={**meta, "paused": saved})
             self._writer.indices.put_settings(index=index, settings={
-                "index": {"refresh_interval": "-1", "number_of_replicas": 0, "auto_expand_replicas": False}})
+                "index": {"refresh_interval": "-1", "number_of_replicas": 0, "auto_expand_replicas": False,
+                          "merge.policy.segments_per_tier": PAUSED_SEGMENTS_PER_TIER}})
         self._paused = True
         log.info("large ingest into %s: periodic refresh and replicas paused until it finishes", self.location())
 
@@ -654,11 +668,13 @@ class ElasticStore(VectorStore):
         failed: list[dict[str, Any]] = []
         self._dirty = True
         with self._guard(action):
-            if isinstance(actions, list) and len(actions) > BULK_CHUNK and self.bulk_threads > 1:
+            threads = min(self.bulk_threads, len(actions) // PARALLEL_MIN_CHUNK) if isinstance(actions, list) else 1
+            if threads > 1:
                 # parallel_bulk does not retry: items refused as busy go once more through streaming_bulk.
                 retry = []
-                results = helpers.parallel_bulk(self._writer, actions, thread_count=self.bulk_threads,
-                                                chunk_size=BULK_CHUNK, raise_on_error=False, require_alias=alias)
+                results = helpers.parallel_bulk(self._writer, actions, thread_count=threads,
+                                                chunk_size=min(BULK_CHUNK, math.ceil(len(actions) / threads)),
+                                                raise_on_error=False, require_alias=alias)
                 for original, (ok, item) in zip(actions, results, strict=True):
                     op, result = next(iter(item.items()))
                     if not ok and result.get("status") in RETRY_STATUS:
