@@ -222,8 +222,9 @@ def test_the_build_is_small_and_complete(frozen_build):
           f"PyInstaller {frozen_build['pyinstaller_s']} s, archive {frozen_build['archive_s']} s")
     # A plain PyInstaller bundle of TensorFlow + PySide6 is ~1.3 GB. Measured: 0.26 GB on ONNX Runtime (the
     # default), 0.92 GB on TensorFlow (IMAGE_SEARCH_INSTALLER_BUILD may name such a build).
-    # HEIC/AVIF (pillow-heif), camera RAW (rawpy) and the HNSW index (usearch) added ~55 MB to the 300 MB bound.
-    assert frozen_build["bundle_bytes"] < {"onnxruntime": 400e6, "tensorflow": 1060e6}[frozen_build["runtime"]]
+    # HEIC/AVIF (pillow-heif), camera RAW (rawpy) and the HNSW index (usearch) added ~55 MB to the 300 MB bound;
+    # faiss-cpu (duplicates' inverted lists, with its OpenBLAS) ~66 MB more: 422 MB measured.
+    assert frozen_build["bundle_bytes"] < {"onnxruntime": 450e6, "tensorflow": 1130e6}[frozen_build["runtime"]]
     assert json.loads((internal / "build-info.json").read_text())["weights"] == "random"
     assert (internal / "weights").is_dir() and (internal / "fonts" / "DejaVuSans.ttf").is_file()
     assert (internal / "fonts" / "LICENSE-DejaVu.txt").is_file()

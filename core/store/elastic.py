@@ -141,7 +141,8 @@ MERGE_SEGMENT_BYTES = 4 << 30
 UNREFRESHED_KEYS_MAX = 200_000
 # While a large ingest runs, segments are left unmerged (segments_per_tier PAUSED_SEGMENTS_PER_TIER instead of
 # 10): every merge rebuilds HNSW graphs, and finish() merges everything once anyway. A 1M x 512-d ingest
-# (bench/knn.py, quiet 2-core AMD EPYC) slowed from 1,620 to 1,387 docs/s overall once merges began past 600k.
+# (bench/knn.py at ef_construction 50, quiet 2-core AMD EPYC) slowed from 1,620 to 1,387 docs/s overall once
+# merges began past 600k.
 PAUSED_SETTINGS = ("number_of_replicas", "auto_expand_replicas", "refresh_interval", "merge.policy.segments_per_tier")
 PAUSED_SEGMENTS_PER_TIER = 100
 LOOKUP_CHUNK = 1000  # ids or paths per mget / terms lookup
@@ -506,7 +507,8 @@ class ElasticStore(VectorStore):
             self._refresh()
 
     def _pause(self) -> None:
-        """Turn off periodic refresh and replicas for a large ingest, noting the previous values in `_meta`."""
+        """Turn off periodic refresh, replicas and merges for a large ingest, noting the previous values in
+        `_meta`."""
         with self._lock, self._guard("pause refresh for a large ingest"):
             index, settings = next(iter(self._es.indices.get_settings(index=self.alias, flat_settings=True).items()))
             current = settings["settings"]
@@ -518,7 +520,8 @@ class ElasticStore(VectorStore):
                 "index": {"refresh_interval": "-1", "number_of_replicas": 0, "auto_expand_replicas": False,
                           "merge.policy.segments_per_tier": PAUSED_SEGMENTS_PER_TIER}})
         self._paused = True
-        log.info("large ingest into %s: periodic refresh and replicas paused until it finishes", self.location())
+        log.info("large ingest into %s: periodic refresh, replicas and merges paused until it finishes",
+                 self.location())
 
     def _resume(self) -> None:
         """Restore the settings noted by `_pause` (None: the server's default) and drop the note."""
