@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.duplicates import segments  # noqa: E402
 from core.runtime import this_cpu  # noqa: E402
 from core.store.base import ImageRecord, ModelIdentity, SearchFilter  # noqa: E402
 from core.store.elastic import BULK_THREADS, ElasticStore  # noqa: E402
@@ -103,8 +104,7 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
             store._es.options(request_timeout=7200).indices.forcemerge(index=alias, max_num_segments=1)
             store.finish()
             ingest["force_merge_s"] = round(time.perf_counter() - started, 1)
-        segments = sum(len(shard[0]["segments"]) for shard in
-                       store._es.indices.segments(index=alias)["indices"][store.index_name(identity)]["shards"].values())
+        segment_count = segments(store)
         # Warm-up with other queries from the same clusters, until the server answers as one that has been
         # serving for a while: the JVM compiles the per-request code only after thousands of requests. At
         # 100k x 4096-d (int8_hnsw, Java 25) a restarted server measured p50 6.6 ms over its first 250
@@ -139,7 +139,7 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
         return {
             "type": index_type,
             **ingest,
-            "segments": segments,
+            "segments": segment_count,
             "num_candidates": clause["num_candidates"],
             "oversample": clause.get("rescore_vector", {}).get("oversample"),
             "p50_ms": percentile_ms(latencies, 50),

@@ -153,7 +153,7 @@ class VectorSearch:
         if k <= 0 or allowed == 0:
             return [_empty() for _ in queries]
         if exact or self.graph is None or self.selective(allowed, rows):
-            return self._exact(queries, k, mask, min_score, max_score, score_block)
+            return self._exact(queries, k, mask, allowed, min_score, max_score, score_block)
         if len(queries) >= BATCH_QUERIES and min_score is not None and min_score >= RANGE_MIN_SCORE:
             return self._range(queries, k, mask, min_score, max_score)
         fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
@@ -183,7 +183,7 @@ class VectorSearch:
                 retry.append(n)  # more rows may pass: candidates ran out first
             results.append((best, best_scores))
         if retry:
-            exact_results = self._exact(queries[retry], k, mask, min_score, max_score, score_block)
+            exact_results = self._exact(queries[retry], k, mask, allowed, min_score, max_score, score_block)
             for n, result in zip(retry, exact_results, strict=True):
                 results[n] = result
         return results
@@ -243,9 +243,7 @@ class VectorSearch:
         """Every row the inverted lists score within RANGE_MARGIN of min_score, re-scored with the float
         rows; the k best that pass the bounds."""
         matrix = self.vectors.matrix
-        lists = self.inverted_lists()
-        lists.nprobe = RANGE_PROBES
-        limits, _, found = lists.range_search(queries, min_score - RANGE_MARGIN)
+        limits, _, found = self.inverted_lists().range_search(queries, min_score - RANGE_MARGIN)
         results = []
         for n, q in enumerate(queries):
             slots = np.sort(found[limits[n] : limits[n + 1]])
@@ -265,6 +263,7 @@ class VectorSearch:
             coarse = faiss.IndexFlatIP(matrix.shape[1])
             lists = faiss.IndexIVFScalarQuantizer(coarse, matrix.shape[1], count, faiss.ScalarQuantizer.QT_8bit,
                                                   faiss.METRIC_INNER_PRODUCT)
+            lists.nprobe = RANGE_PROBES
             sample = np.random.default_rng(0).choice(len(matrix), min(len(matrix), RANGE_TRAIN_PER_LIST * count),
                                                      replace=False)
             lists.train(np.ascontiguousarray(matrix[np.sort(sample)]))
@@ -273,10 +272,11 @@ class VectorSearch:
             self.lists.add(np.ascontiguousarray(matrix[start : start + ADD_BATCH]))
         return self.lists
 
-    def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float | None,
+    def _exact(self, queries: np.ndarray, k: int, mask: np.ndarray | None, allowed: int, min_score: float | None,
                max_score: float | None, score_block: int) -> list[Result]:
+        """`allowed`: the rows `mask` allows; a few are gathered and scored, else every row is scored."""
         matrix = self.vectors.matrix
-        slots = np.flatnonzero(mask) if mask is not None and mask.sum() <= self.selective_rows() else None
+        slots = np.flatnonzero(mask) if mask is not None and allowed <= self.selective_rows() else None
         source = matrix[slots] if slots is not None else matrix
         results = []
         step = max(1, score_block // max(1, len(source)))
