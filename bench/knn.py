@@ -104,6 +104,8 @@ def bench_type(url: str, index_type: str, data: np.ndarray, queries: np.ndarray,
             store._es.options(request_timeout=7200).indices.forcemerge(index=alias, max_num_segments=1)
             store.finish()
             ingest["force_merge_s"] = round(time.perf_counter() - started, 1)
+            if "ingest_s" in ingest:  # new indices are written flat and get their graph in this merge
+                ingest["ingest_and_merge_s"] = round(ingest["ingest_s"] + ingest["force_merge_s"], 1)
         segment_count = segments(store)
         # Warm-up with other queries from the same clusters, until the server answers as one that has been
         # serving for a while: the JVM compiles the per-request code only after thousands of requests. At

@@ -128,9 +128,10 @@ def test_identity_lives_in_the_mapping_behind_an_alias(elastic_store, es_url, es
     concrete = f"{es_alias}-gem-32-random-0"
     assert list(es.indices.get_alias(name=es_alias)) == [concrete]
     mapping = es.indices.get_mapping(index=concrete)[concrete]["mappings"]
-    assert mapping["_meta"] == {"app": "image-search", "schema": SCHEMA, "identity": IDENTITY.to_dict()}
+    assert mapping["_meta"] == {"app": "image-search", "schema": SCHEMA, "identity": IDENTITY.to_dict(),
+                                "index_type": "int8_hnsw"}
     vector = mapping["properties"]["vector"]
-    assert (vector["similarity"], vector["index_options"]["type"], vector["dims"]) == ("dot_product", "int8_hnsw", 32)
+    assert (vector["similarity"], vector["index_options"]["type"], vector["dims"]) == ("dot_product", "int8_flat", 32)
     with pytest.raises(IdentityMismatch, match="--es-index"):
         other.initialize(ModelIdentity("fc1", 32, "imagenet"))
     # Weights ids like md5:<hex> must give a valid index name.
@@ -155,6 +156,48 @@ def test_an_existing_index_is_searched_by_its_own_type(es_url, es_alias):
     clause = store._knn_clause(vectors[0], 10, SearchFilter())
     assert clause["rescore_vector"] == {"oversample": 10.0} and clause["num_candidates"] == 50
     store.close()
+
+
+def test_a_new_index_is_written_flat_and_takes_its_graph_at_finish(elastic_store, es_url, es_alias, monkeypatch):
+    """FLAT_WHILE_BUILDING: no graph is built while documents arrive (searches scan the flat segments
+    exactly); finish() gives the index its graph type and merges, and the merged index walks a graph. An
+    ingest that died before its finish() leaves the index flat and searchable until the next finish()."""
+    monkeypatch.setattr(elastic, "LARGE_INGEST_DOCS", 600)
+    store = elastic_store
+    store.initialize(IDENTITY)
+    index = store.index_name(IDENTITY)
+
+    def vector_type(of: ElasticStore) -> str:
+        return of._es.indices.get_mapping(index=index)[index]["mappings"]["properties"]["vector"][
+            "index_options"]["type"]
+
+    records, vectors = make_records(3000), unit_vectors(3000, 32, clusters=20)
+    store.upsert(records, vectors)
+    assert vector_type(store) == "int8_flat"
+    for q in (7, 1500):
+        expected = [records[i].id for i in exact_top(vectors, vectors[q], 10)]
+        assert [h.record.id for h in store.knn(vectors[q], 10)] == expected
+    store._es.close()  # no finish(): as if the process had died
+
+    reopened = ElasticStore(es_url, es_alias)
+    assert reopened.identity == IDENTITY and vector_type(reopened) == "int8_flat"
+    reopened.finish()
+    assert vector_type(reopened) == "int8_hnsw"
+    deadline = time.monotonic() + 60
+    while segments(reopened) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert segments(reopened) == 1
+    queries = range(0, 3000, 150)
+    profile = reopened._es.search(index=es_alias, knn=reopened._knn_clause(vectors[7], 10, SearchFilter()),
+                                  profile=True, size=10)
+    assert profile["profile"]["shards"][0]["dfs"]["knn"][0]["vector_operations_count"] < 3000 / 2  # a graph walk
+    found = [len({h.record.id for h in reopened.knn(vectors[q], 10)}
+                 & {records[i].id for i in exact_top(vectors, vectors[q], 10)}) for q in queries]
+    assert sum(found) / (10 * len(found)) >= 0.95
+    reopened.close()
+    later = ElasticStore(es_url, es_alias)
+    assert later.identity == IDENTITY and later._graph_type is None  # nothing left to change
+    later.close()
 
 
 def test_hnsw_candidates_grow_with_the_index(elastic_store):
