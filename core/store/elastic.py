@@ -39,10 +39,10 @@ Choices, and why:
   settings in the mapping's `_meta` (`paused`); `finish` and `close` restore them, and so does the next
   opening when a process died before that. Upserts of 200 documents or more are sent as concurrent
   requests by `helpers.parallel_bulk`: the server builds the graph on the thread of each request.
-- After a large ingest `finish` also starts a force merge on the server (it returns at once; searches go on
-  while it runs): a kNN query walks every segment's graph, and a 100k ingest left 17 segments that searched
-  3.6x slower than one (`MERGE_SEGMENT_BYTES`). Segments stay below the 5 GB beyond which the server's
-  merge policy would leave them alone, so later writes still merge as usual.
+- After a large ingest, and at a new index's first `finish`, it also starts a force merge on the server (it
+  returns at once; searches go on while it runs): a kNN query walks every segment's graph, and a 100k ingest
+  left 17 segments that searched 3.6x slower than one (`MERGE_SEGMENT_BYTES`). Segments stay below the 5 GB
+  beyond which the server's merge policy would leave them alone, so later writes still merge as usual.
 - Requires Elasticsearch 8.18 or newer (`rescore_vector`); the client is pinned to 8.x, which also talks
   to 9.x servers through their REST compatibility mode.
 """
