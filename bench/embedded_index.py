@@ -8,6 +8,8 @@ Memory: peak RSS of this process (which also holds the generated vectors), and R
 not the pages of mapped index files) of a separate process that opens the index and runs 1,000 searches,
 like `serve`. Prints one JSON object; set OMP_NUM_THREADS to compare runs on a shared machine.
 
+`text_filters`: the same for text filters keeping from 4 % to all of the rows, each with its exact scan.
+
 Vector sets (bench/ann.py): `clustered` (default; non-negative, clustered like GeM descriptors, queries
 near database vectors: the app's queries) and `uniform` (random unit vectors, the worst case for ANN).
 
@@ -54,6 +56,26 @@ for line in Path("/proc/self/status").read_text().splitlines():
     if line.startswith(("RssAnon:", "RssFile:")):
         print(line.split()[0][:-1], int(line.split()[1]) // 1024)
 """
+
+
+# Text filters keeping different shares of the rows (paths /photos/<i // 1000>/img<i>.jpg, substring match): a few
+# (exact scan of those rows), a middling share (8-bit codes), most rows (the graph); core/store/ann.py `plan`.
+SWEEP_TEXTS = ("77", "img7", "7 5", "7", "jpg")
+
+
+def filter_sweep(store: EmbeddedStore, qs: np.ndarray, text: str) -> dict:
+    """kNN with one text filter: share of rows kept, p50 and recall@10 against the exact scan of the same run."""
+    times, exact_times, recalls = [], [], []
+    for q in qs:
+        hits, s = timed(store.knn, q, 10, SearchFilter(text=text))
+        times.append(s)
+        want, s = timed(store.knn, q, 10, SearchFilter(text=text, exact=True))
+        exact_times.append(s)
+        recalls.append(len(set(ids(hits)) & set(ids(want))) / max(1, len(want)))
+    mask = store._allowed(SearchFilter(text=text))
+    return {"text": text, "share_of_rows": round(float(mask.mean()), 4), "knn_p50_ms": percentile_ms(times, 50),
+            "recall_at_10": round(statistics.mean(recalls), 4), "min_recall_at_10": min(recalls),
+            "baseline_exact_p50_ms": percentile_ms(exact_times, 50)}
 
 
 def percentile_ms(times: list[float], q: float) -> float:
@@ -110,6 +132,7 @@ def run(size: int, dims: int, queries: int, vector_set: str) -> dict:
             want, s = timed(store.knn, q, 10, SearchFilter(text="img7", min_score=0.0, exact=True))
             exact_filtered.append(s)
             filtered_recalls.append(len(set(ids(hits)) & set(ids(want))) / max(1, len(want)))
+        result["text_filters"] = [filter_sweep(store, qs, text) for text in SWEEP_TEXTS]
         # Batched kNN (what duplicates use) against the same queries one knn call at a time.
         many, batched_s = timed(store.knn_many, qs, 10)
         store.close()

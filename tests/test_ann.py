@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.store import ann
-from core.store.ann import VectorSearch, saved_graphs
+from core.store.ann import VectorSearch, codes_path, saved_files
 from core.store.vector_file import VectorFile, vector_path
 
 DIMS = 32
@@ -22,8 +22,9 @@ def clustered(n: int, seed: int) -> np.ndarray:
 
 @pytest.fixture
 def small_graph(monkeypatch):
-    """Graph thresholds scaled down so a few thousand rows exercise the graph path."""
+    """Graph thresholds scaled down so a few thousand rows exercise the graph and codes paths."""
     monkeypatch.setattr(ann, "GRAPH_MIN_ROWS", 500)
+    monkeypatch.setattr(ann, "CODES_MIN_ROWS", 200)
     monkeypatch.setattr(ann, "SELECTIVE_FLOATS", 200 * DIMS)  # 200 rows
 
 
@@ -78,7 +79,7 @@ def test_graph_is_memory_mapped_on_reopen_and_the_tail_is_searched(tmp_path, sma
         assert any(s >= 2000 for s in slots)
     assert [s[0][0] for s in reopened.search(qs, 5)] == list(range(2000, 2020))
     reopened.extend(np.ones(2300, bool))
-    assert reopened.covered == 2300 and [r for _, r, _ in saved_graphs(tmp_path)] == [2300]
+    assert reopened.covered == 2300 and [r for _, r, _ in saved_files(tmp_path)] == [2300]
 
 
 def test_dead_and_filtered_rows_never_come_back_and_k_still_does(tmp_path, small_graph):
@@ -108,11 +109,57 @@ def test_a_broad_filter_far_from_the_query_still_returns_k(tmp_path, small_graph
     search, data = build(tmp_path, 3000)
     qs = queries(data, 10)
     mask = np.zeros(3000, bool)
-    far = np.argsort(data @ qs[0])[:400]  # the rows least like the first query
+    far = np.argsort(data @ qs[0])[:1600]  # the rows least like the first query: enough for the graph's path
     mask[far] = True
+    assert search.plan(1600, 3000) == "graph"
     got = search.search(qs[:1], 10, mask)[0]
     want = search.search(qs[:1], 10, mask, exact=True)[0]
     assert len(got[0]) == 10 and list(got[0]) == list(want[0])
+
+
+def test_a_middling_filter_scans_the_codes_of_its_rows(tmp_path, small_graph):
+    """Filters keeping more than CODES_MIN_ROWS rows and less than GRAPH_SHARE: the 8-bit codes saved beside the graph,
+    scanned over the rows the mask keeps and re-ranked with the float rows, find what the exact scan finds:
+    for a random mask, and for one keeping only the rows least like the query (post-filtering the graph's
+    candidates would find none of them)."""
+    search, data = build(tmp_path, 3000)
+    assert [r for _, r, _ in saved_files(tmp_path, kind="sq8")] == [3000]
+    qs = queries(data, 30)
+    rng = np.random.default_rng(2)
+    random_mask = rng.random(3000) < 0.2
+    far_mask = np.zeros(3000, bool)
+    far_mask[np.argsort(data @ qs[0])[:600]] = True
+    for mask, q in [(random_mask, qs), (far_mask, qs[:1])]:
+        assert search.plan(int(mask.sum()), 3000) == "codes"
+        got, want = search.search(q, 10, mask), search.search(q, 10, mask, exact=True)
+        assert search.mapped_codes is not None and recall(got, want) >= 0.99
+        for (slots, scores), query in zip(got, q, strict=True):
+            assert len(slots) == 10 and mask[slots].all()
+            np.testing.assert_allclose(scores, data[slots] @ query, rtol=1e-5)
+
+
+def test_codes_grow_with_the_graph_and_a_graph_without_them_gets_them(tmp_path, small_graph):
+    """Rows appended after the codes were saved are scanned exactly (the tail) until extend() adds them; an
+    index whose graph was saved before codes existed searches middling filters exactly, then gets them."""
+    search, data = build(tmp_path, 2000)
+    extra = clustered(300, 5)
+    search.vectors.append(extra, at=2000)
+    search.vectors.map(2300)
+    mask = np.zeros(2300, bool)
+    mask[::4] = True  # a quarter of the rows, the tail's among them
+    qs = np.concatenate([extra[:8:4], queries(data, 10)])
+    want = search.search(qs, 5, mask, exact=True)
+    assert recall(search.search(qs, 5, mask), want) >= 0.99
+    search.extend(np.ones(2300, bool))
+    assert [r for _, r, _ in saved_files(tmp_path, kind="sq8")] == [2300]
+    assert search.codes().ntotal == 2300 and recall(search.search(qs, 5, mask), want) >= 0.99
+
+    codes_path(tmp_path, 0, 2300).unlink()  # as a graph saved by a version before the codes
+    reopened = VectorSearch(tmp_path, 0, search.vectors)
+    assert reopened.lacks_codes() and reopened.codes() is None
+    assert recall(reopened.search(qs, 5, mask), want) == 1.0  # exactly, meanwhile
+    reopened.extend(np.ones(2300, bool))
+    assert not reopened.lacks_codes() and reopened.codes().ntotal == 2300
 
 
 def test_score_bounds(tmp_path, small_graph):
@@ -127,7 +174,7 @@ def test_score_bounds(tmp_path, small_graph):
 
 def test_small_sets_have_no_graph_and_search_exactly(tmp_path):
     search, data = build(tmp_path, 300)
-    assert search.graph is None and saved_graphs(tmp_path) == []
+    assert search.graph is None and saved_files(tmp_path) == []
     got = search.search(data[:3], 4)
     assert [s[0] for s, _ in got] == [0, 1, 2]
     assert all(len(s) == 0 for s, _ in search.search(data[:2], 0))
@@ -183,11 +230,14 @@ def test_large_batches_with_a_high_bar_range_search_the_inverted_lists(tmp_path,
     assert search.lists is None
 
 
-def test_only_masks_keeping_few_rows_are_scanned_exactly(tmp_path, small_graph):
-    """At most selective_rows() and at most SELECTIVE_SHARE of the rows: a mask keeping most rows, or no mask
-    on an index below selective_rows(), goes through the graph."""
+def test_how_a_mask_is_searched_depends_on_the_share_of_rows_it_keeps(tmp_path, small_graph, monkeypatch):
+    """At least GRAPH_SHARE of the rows: the graph; more than CODES_MIN_ROWS rows: the codes; fewer, or no
+    graph: an exact scan."""
+    monkeypatch.setattr(ann, "CODES_MIN_ROWS", 100)
     search, _ = build(tmp_path, 600)
-    assert search.selective_rows() == 200
-    assert search.selective(150, 600) and search.selective(200, 600)
-    assert not search.selective(201, 600)  # above selective_rows()
-    assert not search.selective(150, 250)  # keeps most of a small index
+    assert search.plan(600, 600) == search.plan(round(600 * ann.GRAPH_SHARE), 600) == "graph"
+    assert search.plan(round(600 * ann.GRAPH_SHARE) - 1, 600) == search.plan(101, 600) == "codes"
+    assert search.plan(100, 600) == "exact"
+    (tmp_path / "small").mkdir()
+    small, _ = build(tmp_path / "small", 300)
+    assert small.graph is None and small.plan(300, 300) == small.plan(100, 300) == "exact"

@@ -55,6 +55,7 @@ def rec(i: int, folder: str = "p") -> ImageRecord:
 def small_graph(monkeypatch):
     """Thresholds scaled down so that a few thousand images go through the graph."""
     monkeypatch.setattr(ann, "GRAPH_MIN_ROWS", 500)
+    monkeypatch.setattr(ann, "CODES_MIN_ROWS", 200)
     monkeypatch.setattr(ann, "SELECTIVE_FLOATS", 200 * DIMS)  # 200 rows
     monkeypatch.setattr(embedded, "GRAPH_TAIL_ROWS", 100)
     monkeypatch.setattr(embedded, "COMPACT_MIN_DEAD", 100)
@@ -164,6 +165,12 @@ def test_graph_search_agrees_with_exact_search(tmp_path, small_graph):
     for g, w in zip(got, want, strict=True):  # the same scores for the same images: exact re-rank
         exact = {h.record.id: h.score for h in w}
         assert all(h.score == pytest.approx(exact[h.record.id], abs=1e-6) for h in g if h.record.id in exact)
+    middling = SearchFilter(text="img1")  # 1,111 of the 3,000 images: their 8-bit codes (ann.VectorSearch.plan)
+    assert store._search.plan(int(store._allowed(middling).sum()), 3000) == "codes"
+    got_filtered = store.knn_many(queries, 10, middling)
+    want = store.knn_many(queries, 10, SearchFilter(text="img1", exact=True))
+    assert np.mean([len(set(ids(g)) & set(ids(w))) / 10 for g, w in zip(got_filtered, want, strict=True)]) >= 0.99
+    assert all(len(g) == 10 and all("img1" in h.record.paths[0] for h in g) for g in got_filtered)
     store.close()
     reopened = EmbeddedStore(tmp_path)  # the graph file is mapped again
     assert [ids(h) for h in reopened.knn_many(queries, 10)] == [ids(h) for h in got]
@@ -193,6 +200,7 @@ def test_finish_compacts_the_file_and_keeps_every_image(tmp_path, small_graph):
     store.finish()
     assert not vector_path(tmp_path, 0).exists()
     assert vector_path(tmp_path, 1).stat().st_size == HEADER + 1000 * DIMS * 4
+    assert sorted(p.name for p in tmp_path.glob("*-*-*.*")) == ["ann-1-1000.usearch", "sq8-1-1000.faiss"]
     assert [ids(store.knn(q, 5)) for q in vectors[:10]] == before
     got = store.vectors([f"i{i}" for i in range(1000)])
     np.testing.assert_allclose(np.stack([got[f"i{i}"] for i in range(1000)]), vectors, atol=1e-6)  # renormalised

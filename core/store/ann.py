@@ -9,13 +9,18 @@ similarities and recall@10 is that of the candidate list.
   memory-mapped on open (`Index.restore(view=True)`: file pages, not process memory). Slots appended
   since it was saved (the *tail*) are scanned exactly and merged; `extend` adds them to the graph.
 - The caller passes a mask of the slots that may be returned (live, and passing its filters): dead
-  slots (replaced or deleted vectors) and filtered-out rows never come back.
-- A selective mask (at most `SELECTIVE_FLOATS` float32 values of rows, and at most `SELECTIVE_SHARE` of the
-  rows) is searched exactly over those rows; a broad one through the graph with the over-fetch scaled by
-  how much the mask removes.
-- Through the graph, k results always come back when k rows pass the mask and score bounds: when the
-  candidates run out before k hits, that query falls back to an exact scan. A range search (below) returns
-  what its probed lists hold above the bar.
+  slots (replaced or deleted vectors) and filtered-out rows never come back. How a mask is searched
+  depends on the share of rows it keeps (`plan`): most rows, through the graph with the over-fetch scaled
+  by what the mask removes; a few rows, an exact scan of those rows; in between, a scan of 8-bit codes of
+  the rows it keeps, re-ranked with the float rows. Post-filtering the graph's candidates loses recall
+  there: the k best rows a filter keeps lie deeper in the graph's answer than its beam reaches.
+- The codes (`sq8-<generation>-<rows>.faiss`: faiss IndexScalarQuantizer, 8 bits a value, per-dimension
+  ranges) are saved beside each graph, over the same rows, and memory-mapped on first use. An index whose
+  graph was saved without them (before they existed) gets them at its next `extend`; until then those
+  masks are scanned exactly.
+- Through the graph or the codes, k results always come back when k rows pass the mask and score bounds:
+  when the candidates run out before k hits, that query falls back to an exact scan. A range search
+  (below) returns what its probed lists hold above the bar.
 - A large batch with a high score bar (duplicates: every image a query, cosine >= 0.95) goes through a
   range search of a faiss IVF index (inverted lists of 8-bit codes) built on its first use and kept while the
   store is open: the graph's walk from its entry point finds a query's own row ever more rarely as the
@@ -67,14 +72,23 @@ BATCH_QUERIES = 32  # queries in one call from which EXPANSION_BATCH applies
 OVERFETCH = 4  # graph candidates per wanted hit, re-ranked with the float rows
 MIN_CANDIDATES = 40
 MAX_CANDIDATES = 4096  # beyond this a filtered graph search costs about what an exact scan does
-# Masks of at most this many float32 values of rows (131,072 rows at 512-d, 16,384 at 4096-d) are scanned
-# exactly. Post-filtering the graph's candidates lost recall at 1M clustered x 512-d: a filter keeping 11 %
-# of the rows gave recall@10 0.94 with 360 candidates and 0.97 with 1,440 (37 ms), while gathering those
-# 111k rows and scoring them exactly took 58 ms (the whole 1M scan: 82 ms; quiet 2-core AMD EPYC).
+# Masks of at most this many float32 values of rows (131,072 rows at 512-d, 16,384 at 4096-d) are gathered and
+# scored exactly; larger ones are scored in place (every row, the masked ones dropped): memory stays flat.
 SELECTIVE_FLOATS = 1 << 26
-# ... and keeping at most this share of the rows: without it every index of up to 131k rows was scanned
-# exactly, a search at 100k x 512-d ~25 ms instead of ~2 ms and 100k images' duplicates 181 s instead of ~45 s.
-SELECTIVE_SHARE = 0.5
+# Masks keeping at least GRAPH_SHARE of the rows go through the graph; below it, masks keeping more than
+# CODES_MIN_ROWS rows scan the 8-bit codes of the rows they keep; the rest are scanned exactly. Measured at 1M
+# clustered x 512-d, random masks, 30 queries, p50 and recall@10 against the exact scan (probe on the graph of
+# bench/embedded_index.py; quiet 2-core AMD EPYC):
+#   share kept          1 %     3 %     10 %    20 %    30 %    50 %    70 %
+#   exact scan (ms)     7.1     22.5    64.0    99.5    99.6    107     105
+#   codes (ms)          5.6     9.5     23.1    38.3    50.8    63.0    65.8    recall 1.0 throughout
+#   graph (ms)          48.1    16.9    7.3     6.7     7.5     6.7     7.1
+#   graph recall        0.74    0.69    0.95    0.993   0.997   1.0     1.0
+# A few thousand rows are gathered and scored in about a millisecond, below the codes scan's fixed cost.
+GRAPH_SHARE = 0.5
+CODES_MIN_ROWS = 10_000
+# The codes' per-dimension ranges (faiss's min/max) are taken from this many rows: faiss copies them twice.
+CODES_TRAIN_ROWS = 1 << 17
 # Large batches with a score bar of at least RANGE_MIN_SCORE are range searches of an IVF index (faiss
 # IndexIVFScalarQuantizer, 8-bit, inner product) with about 4 sqrt(rows) inverted lists (faiss's guideline is
 # 4-16 sqrt(N)), trained on RANGE_TRAIN_PER_LIST rows a list, RANGE_PROBES lists searched per query.
@@ -108,11 +122,18 @@ def graph_path(data_dir: Path, generation: int, rows: int) -> Path:
     return Path(data_dir) / f"ann-{generation}-{rows}.usearch"
 
 
-def saved_graphs(data_dir: Path, generation: int | None = None) -> list[tuple[int, int, Path]]:
-    """(generation, rows, path) of every graph file in `data_dir` (of one generation when given), sorted."""
+def codes_path(data_dir: Path, generation: int, rows: int) -> Path:
+    """The 8-bit codes of slots [0, rows) of a generation's vector file."""
+    return Path(data_dir) / f"sq8-{generation}-{rows}.faiss"
+
+
+def saved_files(data_dir: Path, generation: int | None = None, kind: str = "ann") -> list[tuple[int, int, Path]]:
+    """(generation, rows, path) of every graph file (kind "ann") or codes file ("sq8") in `data_dir` (of one
+    generation when given), sorted."""
+    suffix = {"ann": "usearch", "sq8": "faiss"}[kind]
     found = []
     for entry in os.scandir(data_dir):
-        match = re.fullmatch(r"ann-(\d+)-(\d+)\.usearch", entry.name)
+        match = re.fullmatch(rf"{kind}-(\d+)-(\d+)\.{suffix}", entry.name)
         if match and (generation is None or int(match[1]) == generation):
             found.append((int(match[1]), int(match[2]), Path(entry.path)))
     return sorted(found)
@@ -132,11 +153,12 @@ class VectorSearch:
         self.graph: Index | None = None
         self.covered = 0  # slots [0, covered) are in the graph (the dead among them filtered at search)
         self.lists: faiss.IndexIVFScalarQuantizer | None = None  # for range searches; slots [0, lists.ntotal)
+        self.mapped_codes: faiss.IndexScalarQuantizer | None = None  # slots [0, covered), mapped by codes()
         self.refresh()
 
     def refresh(self) -> None:
         """Map the newest saved graph of this generation that covers no more than the mapped rows."""
-        fitting = [(rows, path) for _, rows, path in saved_graphs(self.data_dir, self.generation)
+        fitting = [(rows, path) for _, rows, path in saved_files(self.data_dir, self.generation)
                    if rows <= self.vectors.rows]
         if not fitting or fitting[-1][0] == self.covered:
             return
@@ -147,7 +169,7 @@ class VectorSearch:
             return  # removed or replaced meanwhile by a newer save: the tail scan stays correct
         if graph is None:
             return
-        self.graph, self.covered = graph, rows
+        self.graph, self.covered, self.mapped_codes = graph, rows, None  # codes() maps those of these rows
 
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, exact: bool = False,
                min_score: float | None = None, max_score: float | None = None,
@@ -161,29 +183,32 @@ class VectorSearch:
         allowed = int(mask.sum()) if mask is not None else rows
         if k <= 0 or allowed == 0:
             return [_empty() for _ in queries]
-        if exact or self.graph is None or self.selective(allowed, rows):
-            return self._exact(queries, k, mask, allowed, min_score, max_score, score_block)
-        if len(queries) >= BATCH_QUERIES and min_score is not None and min_score >= RANGE_MIN_SCORE:
+        plan = "exact" if exact else self.plan(allowed, rows)
+        if plan == "graph" and len(queries) >= BATCH_QUERIES and min_score is not None \
+                and min_score >= RANGE_MIN_SCORE:
             return self._range(queries, k, mask, min_score, max_score)
-        fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
-        fetch = min(fetch, MAX_CANDIDATES, self.covered)
-        self.graph.expansion_search = self.expansion(len(queries) >= BATCH_QUERIES)
-        found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
-        # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
-        keys = np.atleast_2d(found.keys).astype(np.int64)
-        counts = np.atleast_1d(getattr(found, "counts", len(found.keys)))
+        codes = self.codes() if plan == "codes" else None
+        if plan == "exact" or (plan == "codes" and codes is None):
+            return self._exact(queries, k, mask, allowed, min_score, max_score, score_block)
+        if codes is not None:
+            fetch = max(k * OVERFETCH, MIN_CANDIDATES)
+            found, counts = self._code_candidates(codes, queries, fetch, mask)
+        else:
+            fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
+            fetch = min(fetch, MAX_CANDIDATES, self.covered)
+            found, counts = self._graph_candidates(queries, fetch)
         tail = np.arange(self.covered, rows)
         if mask is not None:
             tail = tail[mask[self.covered :]]
         tail_scores = matrix[self.covered :][tail - self.covered] @ queries.T if len(tail) else None
         results, retry = [], []
         for n, q in enumerate(queries):
-            slots = keys[n, : counts[n]]
+            slots = found[n, : counts[n]]
             if mask is not None:
                 slots = slots[mask[slots]]
             slots = np.sort(slots)  # ascending slots read the file in order and break ties by slot
             scores = matrix[slots] @ q
-            exhausted = counts[n] < fetch  # the graph gave every allowed row it reached
+            exhausted = counts[n] < fetch  # every allowed row the graph reached, or the codes hold
             if tail_scores is not None:
                 slots, scores = np.concatenate([slots, tail]), np.concatenate([scores, tail_scores[:, n]])
             best, best_scores = _top(slots, scores, k, min_score, max_score)
@@ -197,14 +222,55 @@ class VectorSearch:
                 results[n] = result
         return results
 
+    def plan(self, allowed: int, rows: int) -> str:
+        """How a mask keeping `allowed` of `rows` rows is searched: "graph" when it keeps at least GRAPH_SHARE
+        of them, "codes" when more than CODES_MIN_ROWS rows, else (and always without a graph) "exact"."""
+        if self.graph is None:
+            return "exact"
+        if allowed >= rows * GRAPH_SHARE:
+            return "graph"
+        return "codes" if allowed > CODES_MIN_ROWS else "exact"
+
     def selective_rows(self) -> int:
-        """The most rows a mask may allow and still be scanned exactly: SELECTIVE_FLOATS / dims."""
+        """The most rows a mask may allow and still be gathered for an exact scan: SELECTIVE_FLOATS / dims."""
         return SELECTIVE_FLOATS // self.vectors.dims
 
-    def selective(self, allowed: int, rows: int) -> bool:
-        """Whether a mask allowing `allowed` of `rows` rows is scanned exactly: at most selective_rows(), and
-        at most SELECTIVE_SHARE of the rows (a mask that keeps most rows, or a small index, uses the graph)."""
-        return allowed <= min(self.selective_rows(), rows * SELECTIVE_SHARE)
+    def codes(self) -> faiss.IndexScalarQuantizer | None:
+        """The 8-bit codes of the graph's rows, memory-mapped (file pages, not process memory); None when
+        the graph was saved without them."""
+        if self.mapped_codes is None:
+            import faiss  # here, not at the top: it loads its own OpenMP, and most searches never need it
+
+            path = codes_path(self.data_dir, self.generation, self.covered)
+            try:
+                self.mapped_codes = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            except RuntimeError:  # faiss reports a missing or unreadable file so
+                if path.exists():
+                    log.warning("cannot read %s: filters keeping a middling share of the rows scan exactly", path)
+                return None
+        return self.mapped_codes
+
+    def _code_candidates(self, codes: faiss.IndexScalarQuantizer, queries: np.ndarray, fetch: int,
+                         mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The `fetch` best slots of [0, covered) by the codes' inner products among those `mask` allows:
+        (slots int64 (m, fetch), counts int (m,)); a query's slots past its count are padding."""
+        import faiss
+
+        params = None
+        if mask is not None:
+            bits = np.packbits(mask[: self.covered], bitorder="little")  # faiss reads bit i of byte i // 8
+            selector = faiss.IDSelectorBitmap(self.covered, faiss.swig_ptr(bits))  # both must outlive the search
+            params = faiss.SearchParameters(sel=selector)
+        _, found = codes.search(np.ascontiguousarray(queries), fetch, params=params)
+        return found, (found >= 0).sum(axis=1)
+
+    def _graph_candidates(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's `fetch` nearest slots for each query: (slots int64 (m, fetch), counts int (m,))."""
+        self.graph.expansion_search = self.expansion(len(queries) >= BATCH_QUERIES)
+        found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
+        # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
+        keys = np.atleast_2d(found.keys).astype(np.int64)
+        return keys, np.atleast_1d(getattr(found, "counts", len(found.keys)))
 
     def expansion(self, batch: bool = False) -> int:
         """The search beam (usearch's expansion_search): EXPANSION_BATCH for a query of a large batch, else
@@ -214,16 +280,29 @@ class VectorSearch:
         return math.ceil(EXPANSION_SEARCH * (1.0 + math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))))
 
     def extend(self, live: np.ndarray, progress: Progress | None = None) -> None:
-        """Add the live slots (bool (rows,)) past the graph's end to it, save it as a new file and map
-        that; older graph files of this generation are removed. Builds the graph from scratch when
-        there is none (slots [0, rows)), and none at all below `GRAPH_MIN_ROWS` live rows.
+        """Add the live slots (bool (rows,)) past the graph's end to it, save it and its codes as new
+        files and map them; older files of this generation are removed. Builds the graph from scratch
+        when there is none (slots [0, rows)), and none at all below `GRAPH_MIN_ROWS` live rows. A graph
+        saved without codes gets them.
 
-        Memory: the graph is loaded into process memory while it grows (~0.6 KB per vector at 512 d).
+        Memory: the graph is loaded into process memory while it grows (~0.6 KB per vector at 512 d), and
+        the codes while they are written (1 byte per value).
         """
         rows = self.vectors.rows
         start = self.covered if self.graph is not None else 0
-        if rows <= start or (self.graph is None and int(live.sum()) < GRAPH_MIN_ROWS):
+        if self.graph is None and int(live.sum()) < GRAPH_MIN_ROWS:
             return
+        if rows > start:
+            self._extend_graph(live, start, progress)
+        if self.lacks_codes():
+            self._save_codes()
+
+    def lacks_codes(self) -> bool:
+        """Whether the graph was saved without its codes (by a version before them): `extend` writes them."""
+        return self.graph is not None and not codes_path(self.data_dir, self.generation, self.covered).exists()
+
+    def _extend_graph(self, live: np.ndarray, start: int, progress: Progress | None) -> None:
+        rows = self.vectors.rows
         if self.graph is not None:
             graph = Index.restore(str(graph_path(self.data_dir, self.generation, self.covered)), view=False)
         else:
@@ -245,8 +324,34 @@ class VectorSearch:
         self.graph = None
         self.covered = 0
         self.refresh()
-        for _, covered, old in saved_graphs(self.data_dir, self.generation):
+        for _, covered, old in saved_files(self.data_dir, self.generation):
             if covered < rows:
+                remove_quietly(old)
+
+    def _save_codes(self) -> None:
+        """Write the codes of slots [0, covered): the newest older codes file of this generation with the
+        rows since added, or new codes whose per-dimension ranges are those of CODES_TRAIN_ROWS rows spread
+        over the file. Values outside the ranges are clipped to them; the float re-rank gives the scores."""
+        import faiss
+
+        matrix = self.vectors.matrix[: self.covered]
+        older = [path for _, rows, path in saved_files(self.data_dir, self.generation, "sq8") if rows < self.covered]
+        if older:
+            codes = faiss.read_index(str(older[-1]))
+        else:
+            codes = faiss.IndexScalarQuantizer(matrix.shape[1], faiss.ScalarQuantizer.QT_8bit,
+                                               faiss.METRIC_INNER_PRODUCT)
+            sample = np.linspace(0, len(matrix) - 1, min(len(matrix), CODES_TRAIN_ROWS)).astype(np.int64)
+            codes.train(np.ascontiguousarray(matrix[np.unique(sample)]))
+        for start in range(codes.ntotal, len(matrix), ADD_BATCH):  # ids are slots: added in order
+            codes.add(np.ascontiguousarray(matrix[start : start + ADD_BATCH]))
+        path = codes_path(self.data_dir, self.generation, self.covered)
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(codes, str(tmp))
+        os.replace(tmp, path)
+        self.mapped_codes = None
+        for _, covered, old in saved_files(self.data_dir, self.generation, "sq8"):
+            if covered < self.covered:
                 remove_quietly(old)
 
     def _range(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float,

@@ -3,7 +3,8 @@
 SQLite gives durability and crash safety (each write is one transaction, WAL journal). Vectors live in an
 append-only file of float32 rows (core/store/vector_file.py), fsynced before the SQLite commit that
 references them; each image's row is its `slot`. Search goes through a usearch HNSW graph over the rows
-with an exact float re-rank (core/store/ann.py), or an exact scan (`exact=True`); so opening maps files
+(or 8-bit codes of them, for some filters) with an exact float re-rank (core/store/ann.py), or an exact
+scan (`exact=True`); so opening maps files
 instead of loading a matrix, and a search at 1M images takes milliseconds (bench/embedded_index.py).
 Slots of replaced and deleted vectors are listed in `dead_slots` until `finish` compacts the file.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from typing_extensions import override
 
-from core.store.ann import VectorSearch, remove_quietly, saved_graphs
+from core.store.ann import VectorSearch, remove_quietly, saved_files
 from core.store.base import (
     Hit,
     IdentityMismatch,
@@ -230,14 +231,16 @@ class EmbeddedStore(VectorStore):
 
     def build_graph(self, progress: Progress | None = None) -> None:
         """Add the rows outside the HNSW graph to it when they are `GRAPH_TAIL_ROWS` or more (or build
-        it), save it beside the vector file and tell other processes (a meta write). `progress(done,
-        total)` counts vectors added."""
+        it), save it and its 8-bit codes beside the vector file and tell other processes (a meta write);
+        write the codes of a graph saved without them. `progress(done, total)` counts vectors added."""
         with self._lock:
             self._refresh_cache()
-            if self._search is None or len(self._live) - self._search.covered < GRAPH_TAIL_ROWS:
+            if self._search is None:
                 return
-            log.info("adding %d vectors to the search graph of %s", len(self._live) - self._search.covered,
-                     self.data_dir)
+            tail = len(self._live) - self._search.covered
+            if tail < GRAPH_TAIL_ROWS and not self._search.lacks_codes():
+                return
+            log.info("adding %d vectors to the search graph of %s", tail, self.data_dir)
             try:
                 self._search.extend(self._live, progress)
             except (OSError, RuntimeError) as exc:
@@ -320,9 +323,10 @@ class EmbeddedStore(VectorStore):
         return self.knn_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k, filters)[0]
 
     def knn_many(self, vectors: np.ndarray, k: int, filters: SearchFilter | None = None) -> list[list[Hit]]:
-        """Through the HNSW graph with an exact float re-rank (recall@10 >= 0.99, bench/embedded_index.py),
-        or an exact scan with `filters.exact` (and always below ann.GRAPH_MIN_ROWS images or for a
-        selective filter). Scores are exact cosine similarities either way."""
+        """Through the HNSW graph with an exact float re-rank (recall@10 >= 0.99, bench/embedded_index.py);
+        a filter keeping a middling share of the images scans their 8-bit codes instead, one keeping few
+        of them scans them exactly (ann.VectorSearch.plan); an exact scan with `filters.exact` (and always
+        below ann.GRAPH_MIN_ROWS images). Scores are exact cosine similarities either way."""
         filters = filters or SearchFilter()
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim != 2:
@@ -616,9 +620,10 @@ class EmbeddedStore(VectorStore):
         self._data_version = None  # reload: new file, new slots
         self._refresh_cache()
         remove_quietly(vector_path(self.data_dir, old_generation))
-        for _, _, path in saved_graphs(self.data_dir):
-            if not path.name.startswith(f"ann-{generation}-"):
-                remove_quietly(path)
+        for kind in ("ann", "sq8"):
+            for old_file_generation, _, path in saved_files(self.data_dir, kind=kind):
+                if old_file_generation != generation:
+                    remove_quietly(path)
 
     def _insert_paths(self, records: Sequence[ImageRecord]) -> None:
         self._db.executemany("INSERT INTO image_paths (path, image_id, position) VALUES (?, ?, ?)",
