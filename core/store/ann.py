@@ -60,10 +60,13 @@ EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
 # A search's beam must widen as the graph grows: at 1M clustered x 512-d (10,000 tight clusters) expansion
 # 128 gave recall@10 0.80, with 6 of 30 queries stranded in another cluster; 256 gave 0.96, 553 0.9957 over
-# 300 queries at 7.8 ms p50 (quiet 2-core AMD EPYC). So EXPANSION_SEARCH is multiplied by
-# 1 + log2(graph rows / EXPANSION_SIZE_REFERENCE) past that size (x4.3 at 1M), as Elasticsearch's candidates
-# are. EXPANSION_BATCH is not: duplicates want the few nearest rows above a high bar, which the walk meets as
-# soon as it reaches the query's own row, and grown it would cost 1M images' grouping 4x (~40 min here).
+# 300 queries at 7.8 ms p50 (quiet 2-core AMD EPYC). Graph builds differ (concurrent adds): on another 1M
+# graph 554 gave 0.996 (300 queries, one at 0), 800 the same, 1,000 0.9993 (none below 0.9) at 11.6 ms p50,
+# 1,600 no better at 18.0 ms; a bench run's graph at 554 left 2 of 100 queries at 0 (recall 0.98). So
+# EXPANSION_SEARCH is multiplied by 1 + EXPANSION_GROWTH * log2(graph rows / EXPANSION_SIZE_REFERENCE) past
+# that size (x7.6 at 1M: 979), the form Elasticsearch's candidates follow. EXPANSION_BATCH is not: duplicates
+# want the few nearest rows above a high bar, which the walk meets as soon as it reaches the query's own row.
+EXPANSION_GROWTH = 2.0
 EXPANSION_SIZE_REFERENCE = 100_000
 # Large batches (duplicates' knn_many) search with half the expansion: bench/duplicates.py at 100k planted
 # near-duplicates kept the recall of planted pairs at 1.0 and grouped in 45 s instead of 75 s (AMD EPYC, 2 cores).
@@ -277,7 +280,8 @@ class VectorSearch:
         EXPANSION_SEARCH grown past EXPANSION_SIZE_REFERENCE graph rows."""
         if batch:
             return EXPANSION_BATCH
-        return math.ceil(EXPANSION_SEARCH * (1.0 + math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))))
+        growth = EXPANSION_GROWTH * math.log2(max(1.0, self.covered / EXPANSION_SIZE_REFERENCE))
+        return math.ceil(EXPANSION_SEARCH * (1.0 + growth))
 
     def extend(self, live: np.ndarray, progress: Progress | None = None) -> None:
         """Add the live slots (bool (rows,)) past the graph's end to it, save it and its codes as new
