@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,21 @@ def test_codes_grow_with_the_graph_and_a_graph_without_them_gets_them(tmp_path, 
     assert recall(reopened.search(qs, 5, mask), want) == 1.0  # exactly, meanwhile
     reopened.extend(np.ones(2300, bool))
     assert not reopened.lacks_codes() and reopened.codes().ntotal == 2300
+
+
+def test_unreadable_codes_are_removed_and_written_again(tmp_path, small_graph, caplog):
+    search, data = build(tmp_path, 2000)
+    path = codes_path(tmp_path, 0, 2000)
+    os.truncate(path, path.stat().st_size // 2)  # a damaged disk
+    reopened = VectorSearch(tmp_path, 0, search.vectors)
+    mask = np.zeros(2000, bool)
+    mask[::3] = True
+    qs = queries(data, 5)
+    assert recall(reopened.search(qs, 5, mask), reopened.search(qs, 5, mask, exact=True)) == 1.0  # exactly
+    assert not path.exists() and "removing the unreadable search codes" in caplog.text
+    assert reopened.lacks_codes()
+    reopened.extend(np.ones(2000, bool))
+    assert reopened.codes().ntotal == 2000
 
 
 def test_score_bounds(tmp_path, small_graph):

@@ -240,17 +240,25 @@ class VectorSearch:
 
     def codes(self) -> faiss.IndexScalarQuantizer | None:
         """The 8-bit codes of the graph's rows, memory-mapped (file pages, not process memory); None when
-        the graph was saved without them."""
+        the graph was saved without them or they cannot be read (then the file is removed)."""
         if self.mapped_codes is None:
             import faiss  # here, not at the top: it loads its own OpenMP, and most searches never need it
 
             path = codes_path(self.data_dir, self.generation, self.covered)
-            try:
-                self.mapped_codes = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-            except RuntimeError:  # faiss reports a missing or unreadable file so
-                if path.exists():
-                    log.warning("cannot read %s: filters keeping a middling share of the rows scan exactly", path)
+            if not path.exists():
                 return None
+            try:
+                codes = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+                if codes.ntotal != self.covered:
+                    raise RuntimeError(f"it holds {codes.ntotal} rows, not {self.covered}")
+            except RuntimeError as exc:
+                # Derived data, written whole (a rename): only a damaged disk or hand gets here. Removed, the
+                # next finish() writes it again; meanwhile those filters scan exactly.
+                log.warning("removing the unreadable search codes %s (%s); filters scan exactly until the next "
+                            "indexing run writes them again", path, exc)
+                remove_quietly(path)
+                return None
+            self.mapped_codes = codes
         return self.mapped_codes
 
     def _code_candidates(self, codes: faiss.IndexScalarQuantizer, queries: np.ndarray, fetch: int,
@@ -262,7 +270,7 @@ class VectorSearch:
         params = None
         if mask is not None:
             bits = np.packbits(mask[: self.covered], bitorder="little")  # faiss reads bit i of byte i // 8
-            selector = faiss.IDSelectorBitmap(self.covered, faiss.swig_ptr(bits))  # both must outlive the search
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # both must outlive the search
             params = faiss.SearchParameters(sel=selector)
         _, found = codes.search(np.ascontiguousarray(queries), fetch, params=params)
         return found, (found >= 0).sum(axis=1)
@@ -339,10 +347,8 @@ class VectorSearch:
         import faiss
 
         matrix = self.vectors.matrix[: self.covered]
-        older = [path for _, rows, path in saved_files(self.data_dir, self.generation, "sq8") if rows < self.covered]
-        if older:
-            codes = faiss.read_index(str(older[-1]))
-        else:
+        codes = self._older_codes()
+        if codes is None:
             codes = faiss.IndexScalarQuantizer(matrix.shape[1], faiss.ScalarQuantizer.QT_8bit,
                                                faiss.METRIC_INNER_PRODUCT)
             sample = np.linspace(0, len(matrix) - 1, min(len(matrix), CODES_TRAIN_ROWS)).astype(np.int64)
@@ -357,6 +363,22 @@ class VectorSearch:
         for _, covered, old in saved_files(self.data_dir, self.generation, "sq8"):
             if covered < self.covered:
                 remove_quietly(old)
+
+    def _older_codes(self) -> faiss.IndexScalarQuantizer | None:
+        """The newest codes file of this generation over fewer rows than the graph, read into memory; None
+        when there is none or it cannot be read whole."""
+        import faiss
+
+        older = [(rows, path) for _, rows, path in saved_files(self.data_dir, self.generation, "sq8")
+                 if rows < self.covered]
+        if not older:
+            return None
+        rows, path = older[-1]
+        try:
+            codes = faiss.read_index(str(path))
+        except RuntimeError:
+            return None
+        return codes if codes.ntotal == rows else None
 
     def _range(self, queries: np.ndarray, k: int, mask: np.ndarray | None, min_score: float,
                max_score: float | None) -> list[Result]:
