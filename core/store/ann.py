@@ -75,6 +75,7 @@ BATCH_QUERIES = 32  # queries in one call from which EXPANSION_BATCH applies
 OVERFETCH = 4  # graph candidates per wanted hit, re-ranked with the float rows
 MIN_CANDIDATES = 40
 MAX_CANDIDATES = 4096  # beyond this a filtered graph search costs about what an exact scan does
+REFETCH = 4  # how many times more candidates a query asks the graph for when its mask left too few
 # Masks of at most this many float32 values of rows (131,072 rows at 512-d, 16,384 at 4096-d) are gathered and
 # scored exactly; larger ones are scored in place (every row, the masked ones dropped): memory stays flat.
 SELECTIVE_FLOATS = 1 << 26
@@ -118,6 +119,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total) vectors added to the graph
 Result = tuple[np.ndarray, np.ndarray]  # per query: slots (int64) and cosine scores (float32), best first
+Candidates = tuple[np.ndarray, bool]  # per query: allowed slots (int64) to re-rank; whether no more were there
 
 
 def graph_path(data_dir: Path, generation: int, rows: int) -> Path:
@@ -157,6 +159,7 @@ class VectorSearch:
         self.covered = 0  # slots [0, covered) are in the graph (the dead among them filtered at search)
         self.lists: faiss.IndexIVFScalarQuantizer | None = None  # for range searches; slots [0, lists.ntotal)
         self.mapped_codes: faiss.IndexScalarQuantizer | None = None  # slots [0, covered), mapped by codes()
+        self.unreadable: set[Path] = set()  # codes files found unreadable (warned about once)
         self.refresh()
 
     def refresh(self) -> None:
@@ -193,29 +196,25 @@ class VectorSearch:
         codes = self.codes() if plan == "codes" else None
         if plan == "exact" or (plan == "codes" and codes is None):
             return self._exact(queries, k, mask, allowed, min_score, max_score, score_block)
+        wanted = max(k * OVERFETCH, MIN_CANDIDATES)
         if codes is not None:
-            fetch = max(k * OVERFETCH, MIN_CANDIDATES)
-            found, counts = self._code_candidates(codes, queries, fetch, mask)
+            candidates = self._code_candidates(codes, queries, wanted, mask)
         else:
-            fetch = math.ceil(max(k * OVERFETCH, MIN_CANDIDATES) * rows / allowed)
-            fetch = min(fetch, MAX_CANDIDATES, self.covered)
-            found, counts = self._graph_candidates(queries, fetch)
+            candidates = self._graph_candidates(queries, wanted, mask, allowed / rows)
         tail = np.arange(self.covered, rows)
         if mask is not None:
             tail = tail[mask[self.covered :]]
         tail_scores = matrix[self.covered :][tail - self.covered] @ queries.T if len(tail) else None
         results, retry = [], []
         for n, q in enumerate(queries):
-            slots = found[n, : counts[n]]
-            if mask is not None:
-                slots = slots[mask[slots]]
+            slots, exhausted = candidates[n]
             slots = np.sort(slots)  # ascending slots read the file in order and break ties by slot
             scores = matrix[slots] @ q
-            exhausted = counts[n] < fetch  # every allowed row the graph reached, or the codes hold
+            # Rows the candidates left out score below them (the tail is scored whole, so it does not count).
+            lowest = scores.min() if len(scores) else -np.inf
             if tail_scores is not None:
                 slots, scores = np.concatenate([slots, tail]), np.concatenate([scores, tail_scores[:, n]])
             best, best_scores = _top(slots, scores, k, min_score, max_score)
-            lowest = scores.min() if len(scores) else -np.inf
             if len(best) < k and not exhausted and (min_score is None or lowest >= min_score):
                 retry.append(n)  # more rows may pass: candidates ran out first
             results.append((best, best_scores))
@@ -240,31 +239,35 @@ class VectorSearch:
 
     def codes(self) -> faiss.IndexScalarQuantizer | None:
         """The 8-bit codes of the graph's rows, memory-mapped (file pages, not process memory); None when
-        the graph was saved without them or they cannot be read (then the file is removed)."""
+        the graph was saved without them or they cannot be read."""
         if self.mapped_codes is None:
-            import faiss  # here, not at the top: it loads its own OpenMP, and most searches never need it
-
-            path = codes_path(self.data_dir, self.generation, self.covered)
-            if not path.exists():
-                return None
-            try:
-                codes = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-                if codes.ntotal != self.covered:
-                    raise RuntimeError(f"it holds {codes.ntotal} rows, not {self.covered}")
-            except RuntimeError as exc:
-                # Derived data, written whole (a rename): only a damaged disk or hand gets here. Removed, the
-                # next finish() writes it again; meanwhile those filters scan exactly.
-                log.warning("removing the unreadable search codes %s (%s); filters scan exactly until the next "
-                            "indexing run writes them again", path, exc)
-                remove_quietly(path)
-                return None
-            self.mapped_codes = codes
+            self.mapped_codes = self._read_codes()
         return self.mapped_codes
 
-    def _code_candidates(self, codes: faiss.IndexScalarQuantizer, queries: np.ndarray, fetch: int,
-                         mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The `fetch` best slots of [0, covered) by the codes' inner products among those `mask` allows:
-        (slots int64 (m, fetch), counts int (m,)); a query's slots past its count are padding."""
+    def _read_codes(self) -> faiss.IndexScalarQuantizer | None:
+        """The codes file of the graph's rows, mapped; None when there is none or it cannot be read (logged
+        once a file): those filters then scan exactly, and `lacks_codes` has `extend` write it again."""
+        import faiss  # here, not at the top: it loads its own OpenMP, and most searches never need it
+
+        path = codes_path(self.data_dir, self.generation, self.covered)
+        if self.graph is None or not path.exists():
+            return None
+        try:
+            codes = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            if codes.ntotal != self.covered:
+                raise RuntimeError(f"it holds {codes.ntotal} rows, not {self.covered}")
+        except RuntimeError as exc:
+            if path not in self.unreadable:
+                self.unreadable.add(path)
+                log.warning("cannot read the search codes %s (%s): filters scan exactly until the next indexing run "
+                            "writes them again", path, exc)
+            return None
+        return codes
+
+    def _code_candidates(self, codes: faiss.IndexScalarQuantizer, queries: np.ndarray, wanted: int,
+                         mask: np.ndarray | None) -> list[Candidates]:
+        """For each query, the `wanted` best slots of [0, covered) that `mask` allows by the codes' inner
+        products, and whether fewer were there."""
         import faiss
 
         params = None
@@ -272,16 +275,36 @@ class VectorSearch:
             bits = np.packbits(mask[: self.covered], bitorder="little")  # faiss reads bit i of byte i // 8
             selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # both must outlive the search
             params = faiss.SearchParameters(sel=selector)
-        _, found = codes.search(np.ascontiguousarray(queries), fetch, params=params)
-        return found, (found >= 0).sum(axis=1)
+        _, found = codes.search(np.ascontiguousarray(queries), wanted, params=params)
+        return [(row[row >= 0], bool(row[-1] < 0)) for row in found]
 
-    def _graph_candidates(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """The graph's `fetch` nearest slots for each query: (slots int64 (m, fetch), counts int (m,))."""
+    def _graph_candidates(self, queries: np.ndarray, wanted: int, mask: np.ndarray | None,
+                          share: float) -> list[Candidates]:
+        """For each query, the graph's nearest slots that `mask` allows (it keeps `share` of the rows), and
+        whether the graph ran out of rows to give. Asks for `wanted` / share; a query left with fewer than
+        half of `wanted` (removed rows crowd around it: deleted near-duplicates, a filter that removes its
+        neighbourhood) asks again with REFETCH times as many, up to MAX_CANDIDATES: re-ranking needs a margin."""
+        limit = min(MAX_CANDIDATES, self.covered)
+        fetch = min(math.ceil(wanted / share), limit)
         self.graph.expansion_search = self.expansion(len(queries) >= BATCH_QUERIES)
-        found = self.graph.search(queries, fetch, threads=1 if len(queries) == 1 else 0)
-        # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
-        keys = np.atleast_2d(found.keys).astype(np.int64)
-        return keys, np.atleast_1d(getattr(found, "counts", len(found.keys)))
+        candidates: list[Candidates | None] = [None] * len(queries)
+        pending = np.arange(len(queries))
+        while len(pending):
+            found = self.graph.search(queries[pending], fetch, threads=1 if len(pending) == 1 else 0)
+            # One query gives a Matches (keys (count,)), several a BatchMatches (keys padded to (m, fetch)).
+            keys = np.atleast_2d(found.keys).astype(np.int64)
+            counts = np.atleast_1d(getattr(found, "counts", len(found.keys)))
+            again = []
+            for row, n in enumerate(pending):
+                slots, exhausted = keys[row, : counts[row]], bool(counts[row] < fetch)
+                if mask is not None:
+                    slots = slots[mask[slots]]
+                if len(slots) < wanted // 2 and not exhausted and fetch < limit:
+                    again.append(n)
+                else:
+                    candidates[n] = (slots, exhausted)
+            pending, fetch = np.array(again, np.int64), min(fetch * REFETCH, limit)
+        return candidates
 
     def expansion(self, batch: bool = False) -> int:
         """The search beam (usearch's expansion_search): EXPANSION_BATCH for a query of a large batch, else
@@ -310,8 +333,9 @@ class VectorSearch:
             self._save_codes()
 
     def lacks_codes(self) -> bool:
-        """Whether the graph was saved without its codes (by a version before them): `extend` writes them."""
-        return self.graph is not None and not codes_path(self.data_dir, self.generation, self.covered).exists()
+        """Whether the graph has no readable codes (saved by a version before them, or damaged): `extend`
+        writes them."""
+        return self.graph is not None and self._read_codes() is None
 
     def _extend_graph(self, live: np.ndarray, start: int, progress: Progress | None) -> None:
         rows = self.vectors.rows
@@ -360,6 +384,7 @@ class VectorSearch:
         faiss.write_index(codes, str(tmp))
         os.replace(tmp, path)
         self.mapped_codes = None
+        self.unreadable.discard(path)
         for _, covered, old in saved_files(self.data_dir, self.generation, "sq8"):
             if covered < self.covered:
                 remove_quietly(old)
