@@ -236,6 +236,8 @@ def test_the_search_beam_widens_as_the_graph_grows(tmp_path, small_graph):
     for rows, expansion in [(100_000, 128), (200_000, 384), (1_000_000, 979)]:
         search.covered = rows
         assert (search.expansion(), search.expansion(batch=True)) == (expansion, 64)
+    # ... and at least twice the candidates a query asks for (k=200: 800 candidates), batches excepted
+    assert (search.expansion(candidates=800), search.expansion(True, 800)) == (1600, 64)
 
 
 def test_large_batches_with_a_high_bar_range_search_the_inverted_lists(tmp_path, small_graph):
