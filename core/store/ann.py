@@ -11,9 +11,10 @@ similarities and recall@10 is that of the candidate list.
 - The caller passes a mask of the slots that may be returned (live, and passing its filters): dead
   slots (replaced or deleted vectors) and filtered-out rows never come back. How a mask is searched
   depends on the share of rows it keeps (`plan`): most rows, through the graph with the over-fetch scaled
-  by what the mask removes; a few rows, an exact scan of those rows; in between, a scan of 8-bit codes of
-  the rows it keeps, re-ranked with the float rows. Post-filtering the graph's candidates loses recall
-  there: the k best rows a filter keeps lie deeper in the graph's answer than its beam reaches.
+  by what the mask removes (asked again for more when it removed a query's neighbourhood); a few rows, an
+  exact scan of those rows; in between, a scan of 8-bit codes of the rows it keeps, re-ranked with the
+  float rows. Post-filtering the graph's candidates loses recall there: the k best rows a filter keeps lie
+  deeper in the graph's answer than its beam reaches.
 - The codes (`sq8-<generation>-<rows>.faiss`: faiss IndexScalarQuantizer, 8 bits a value, per-dimension
   ranges) are saved beside each graph, over the same rows, and memory-mapped on first use. An index whose
   graph was saved without them (before they existed) gets them at its next `extend`; until then those
