@@ -343,7 +343,7 @@ class VectorSearch:
     def lacks_codes(self) -> bool:
         """Whether the graph has no readable codes (saved by a version before them, or damaged): `extend`
         writes them."""
-        return self.graph is not None and self._read_codes() is None
+        return self.graph is not None and self.codes() is None
 
     def _extend_graph(self, live: np.ndarray, start: int, progress: Progress | None) -> None:
         rows = self.vectors.rows
@@ -368,9 +368,7 @@ class VectorSearch:
         self.graph = None
         self.covered = 0
         self.refresh()
-        for _, covered, old in saved_files(self.data_dir, self.generation):
-            if covered < rows:
-                remove_quietly(old)
+        self._remove_older("ann", rows)
 
     def _save_codes(self) -> None:
         """Write the codes of slots [0, covered): the newest older codes file of this generation with the
@@ -393,8 +391,12 @@ class VectorSearch:
         os.replace(tmp, path)
         self.mapped_codes = None
         self.unreadable.discard(path)
-        for _, covered, old in saved_files(self.data_dir, self.generation, "sq8"):
-            if covered < self.covered:
+        self._remove_older("sq8", self.covered)
+
+    def _remove_older(self, kind: str, rows: int) -> None:
+        """Remove this generation's files of `kind` (saved_files) over fewer than `rows` rows."""
+        for _, covered, old in saved_files(self.data_dir, self.generation, kind):
+            if covered < rows:
                 remove_quietly(old)
 
     def _older_codes(self) -> faiss.IndexScalarQuantizer | None:

@@ -4,8 +4,8 @@ SQLite gives durability and crash safety (each write is one transaction, WAL jou
 append-only file of float32 rows (core/store/vector_file.py), fsynced before the SQLite commit that
 references them; each image's row is its `slot`. Search goes through a usearch HNSW graph over the rows
 (or 8-bit codes of them, for some filters) with an exact float re-rank (core/store/ann.py), or an exact
-scan (`exact=True`); so opening maps files
-instead of loading a matrix, and a search at 1M images takes milliseconds (bench/embedded_index.py).
+scan (`exact=True`); so opening maps files instead of loading a matrix, and a search at 1M images takes
+milliseconds (bench/embedded_index.py).
 Slots of replaced and deleted vectors are listed in `dead_slots` until `finish` compacts the file.
 
 Paths are stored as their raw bytes (`os.fsencode`) in a BLOB column: a name that is not valid UTF-8 is a
